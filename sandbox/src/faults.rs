@@ -1,0 +1,324 @@
+//! Fault injection: rules that pick requests by API, method, path and occurrence,
+//! and what to do to them instead of (or before) answering normally.
+//!
+//! Paths are matched against the path exactly as received, without the query
+//! string: still percent-encoded, and for Seqera including the `/api` prefix
+//! (e.g. `/api/tokens`, `/repos/o/r/environments/prod%2Feu/secrets/X`).
+
+use std::time::Duration;
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::StatusCode;
+
+use crate::Api;
+
+/// When a rule applies: which request, among those it matches, is hit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Occurrence {
+    /// Only the n-th matching request (1-based).
+    Nth(u32),
+    /// The first n matching requests.
+    FirstN(u32),
+    /// Every matching request.
+    Always,
+}
+
+impl Occurrence {
+    /// Whether the `n`-th matching request (1-based) is hit.
+    fn fires(&self, n: u32) -> bool {
+        match *self {
+            Occurrence::Nth(k) => n == k,
+            Occurrence::FirstN(k) => n <= k,
+            Occurrence::Always => true,
+        }
+    }
+}
+
+/// How a rule picks requests by path (see the module docs for what is matched).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The whole path equals this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+    /// The path ends with this.
+    Suffix(String),
+    /// The path contains this.
+    Contains(String),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Suffix(p) => path.ends_with(p.as_str()),
+            PathMatch::Contains(p) => path.contains(p.as_str()),
+        }
+    }
+}
+
+/// What happens to a request a rule hits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Answer this instead; the operation is not performed. Without a
+    /// `content-type` header, a non-empty body is sent as `application/json`.
+    /// GitHub answers also get the usual rate-limit headers unless given here.
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// Extra response headers.
+        headers: Vec<(String, String)>,
+        /// Response body.
+        body: String,
+    },
+    /// Wait, then behave normally. Models a slow server: the operation completes
+    /// (and changes state) even if the client gives up waiting.
+    Delay(Duration),
+    /// Close the connection without answering; the operation is not performed.
+    Drop,
+    /// Perform the operation (state changes!), then close without answering: the
+    /// ambiguous outcome of a connection cut after the server committed.
+    PerformThenDrop,
+    /// Answer 200 with `content-type: application/json` and a truncated, invalid
+    /// JSON body; the operation is not performed.
+    MalformedJson,
+    /// Answer 502 with an HTML error page (`text/html`), as a proxy in front of the
+    /// service would; the operation is not performed.
+    HtmlPage,
+}
+
+impl FaultAction {
+    /// Answer `code` with a JSON body `{"message": <reason phrase>}`.
+    pub fn status(code: u16) -> FaultAction {
+        let reason = StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        FaultAction::Status {
+            status: code,
+            headers: Vec::new(),
+            body: serde_json::json!({ "message": reason }).to_string(),
+        }
+    }
+
+    /// 429 Too Many Requests with `Retry-After: secs`.
+    pub fn too_many_requests(retry_after_secs: u64) -> FaultAction {
+        FaultAction::Status {
+            status: 429,
+            headers: vec![("retry-after".into(), retry_after_secs.to_string())],
+            body: serde_json::json!({ "message": "Too Many Requests" }).to_string(),
+        }
+    }
+
+    /// GitHub's secondary rate limit: 403 with the "secondary rate limit" message
+    /// and `retry-after: secs`.
+    pub fn github_secondary_rate_limit(retry_after_secs: u64) -> FaultAction {
+        let mut action = Self::github_secondary_rate_limit_without_retry_after();
+        if let FaultAction::Status { headers, .. } = &mut action {
+            headers.push(("retry-after".into(), retry_after_secs.to_string()));
+        }
+        action
+    }
+
+    /// GitHub's secondary rate limit without a `retry-after` header (clients are
+    /// then expected to wait a minute).
+    pub fn github_secondary_rate_limit_without_retry_after() -> FaultAction {
+        FaultAction::Status {
+            status: 403,
+            headers: Vec::new(),
+            body: serde_json::json!({
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes \
+                            before you try again. If you reach out to GitHub Support for help, \
+                            please include the request ID 0000:0000:000000:000000:00000000.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                "status": "403"
+            })
+            .to_string(),
+        }
+    }
+
+    /// GitHub's primary rate limit: 403 with `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset: reset_epoch_secs`.
+    pub fn github_primary_rate_limit(reset_epoch_secs: u64) -> FaultAction {
+        FaultAction::Status {
+            status: 403,
+            headers: vec![
+                ("x-ratelimit-limit".into(), "5000".into()),
+                ("x-ratelimit-remaining".into(), "0".into()),
+                ("x-ratelimit-reset".into(), reset_epoch_secs.to_string()),
+                ("x-ratelimit-used".into(), "5000".into()),
+                ("x-ratelimit-resource".into(), "core".into()),
+            ],
+            body: serde_json::json!({
+                "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub \
+                            Support for help, please include the request ID \
+                            0000:0000:000000:000000:00000000.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits",
+                "status": "403"
+            })
+            .to_string(),
+        }
+    }
+
+    /// Panics (in the test thread, at `add_fault`) on a status or header that
+    /// could not be sent, rather than failing later inside the server.
+    pub(crate) fn validate(&self) {
+        if let FaultAction::Status {
+            status, headers, ..
+        } = self
+        {
+            assert!(
+                (100..=999).contains(status) && StatusCode::from_u16(*status).is_ok(),
+                "FaultAction::Status: invalid status code {status}"
+            );
+            for (name, value) in headers {
+                assert!(
+                    HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && HeaderValue::from_str(value).is_ok(),
+                    "FaultAction::Status: invalid header {name:?}: {value:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A fault: which requests, and what to do to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRule {
+    /// Which fake.
+    pub api: Api,
+    /// HTTP method (case-insensitive), or `"*"` for any.
+    pub method: String,
+    /// Which paths (see the module docs).
+    pub path: PathMatch,
+    /// Which of the matching requests.
+    pub when: Occurrence,
+    /// What to do.
+    pub action: FaultAction,
+}
+
+impl FaultRule {
+    /// A rule for the fake Seqera API.
+    pub fn seqera(method: &str, path: PathMatch, when: Occurrence, action: FaultAction) -> Self {
+        FaultRule {
+            api: Api::Seqera,
+            method: method.to_owned(),
+            path,
+            when,
+            action,
+        }
+    }
+
+    /// A rule for the fake GitHub API.
+    pub fn github(method: &str, path: PathMatch, when: Occurrence, action: FaultAction) -> Self {
+        FaultRule {
+            api: Api::Github,
+            method: method.to_owned(),
+            path,
+            when,
+            action,
+        }
+    }
+
+    fn matches(&self, api: Api, method: &str, path: &str) -> bool {
+        self.api == api
+            && (self.method == "*" || self.method.eq_ignore_ascii_case(method))
+            && self.path.matches(path)
+    }
+}
+
+/// The active rules, each with the number of requests it has matched so far.
+#[derive(Default)]
+pub(crate) struct Faults {
+    rules: Vec<(FaultRule, u32)>,
+}
+
+impl Faults {
+    pub(crate) fn add(&mut self, rule: FaultRule) {
+        self.rules.push((rule, 0));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    /// Counts this request against every matching rule (so each rule's
+    /// occurrences are its own), and returns the action of the first that fires.
+    pub(crate) fn select(&mut self, api: Api, method: &str, path: &str) -> Option<FaultAction> {
+        let mut chosen = None;
+        for (rule, count) in &mut self.rules {
+            if !rule.matches(api, method, path) {
+                continue;
+            }
+            *count = count.saturating_add(1);
+            if chosen.is_none() && rule.when.fires(*count) {
+                chosen = Some(rule.action.clone());
+            }
+        }
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occurrences_count_per_rule() {
+        let mut f = Faults::default();
+        f.add(FaultRule::github(
+            "PUT",
+            PathMatch::Suffix("/X".into()),
+            Occurrence::Nth(2),
+            FaultAction::Drop,
+        ));
+        f.add(FaultRule::github(
+            "*",
+            PathMatch::Prefix("/repos/".into()),
+            Occurrence::FirstN(1),
+            FaultAction::HtmlPage,
+        ));
+        // 1st: rule 1 count=1 (no), rule 2 count=1 (fires).
+        assert_eq!(
+            f.select(Api::Github, "put", "/repos/o/r/actions/secrets/X"),
+            Some(FaultAction::HtmlPage)
+        );
+        // 2nd: rule 1 count=2 fires first.
+        assert_eq!(
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            Some(FaultAction::Drop)
+        );
+        assert_eq!(
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            None
+        );
+        assert_eq!(
+            f.select(Api::Seqera, "PUT", "/repos/o/r/actions/secrets/X"),
+            None
+        );
+        f.clear();
+        assert_eq!(
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            None
+        );
+    }
+
+    #[test]
+    fn path_matching() {
+        assert!(PathMatch::Exact("/api/tokens".into()).matches("/api/tokens"));
+        assert!(!PathMatch::Exact("/api/tokens".into()).matches("/api/tokens/1"));
+        assert!(PathMatch::Contains("%2F".into()).matches("/repos/o/r/environments/a%2Fb/secrets"));
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid header")]
+    fn invalid_fault_headers_panic_early() {
+        FaultAction::Status {
+            status: 500,
+            headers: vec![("bad header".into(), "x".into())],
+            body: String::new(),
+        }
+        .validate();
+    }
+}

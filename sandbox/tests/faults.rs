@@ -1,0 +1,503 @@
+//! Fault injection: each action does what it says, as a real client sees it
+//! (including over a reused keep-alive connection), occurrences count per rule,
+//! and the request log records what was answered.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{body_json, client, gh, header, sandbox, sealed_body, sq, READER, WRITER};
+use reqwest::Method;
+use seqera_sandbox::{Api, FaultAction, FaultRule, Occurrence, PathMatch, SecretScope};
+use serde_json::json;
+
+fn seqera_rule(method: &str, path: &str, when: Occurrence, action: FaultAction) -> FaultRule {
+    FaultRule::seqera(method, PathMatch::Exact(path.to_owned()), when, action)
+}
+
+#[tokio::test]
+async fn drop_closes_a_kept_alive_connection_without_answering() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    // Open a pooled keep-alive connection first, so the drop must hit a reused one.
+    assert_eq!(
+        sq(&c, &sb, Method::GET, "/user-info", &token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::Drop,
+    ));
+    let before = sb.tokens().len();
+    let err = sq(&c, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
+    assert_eq!(
+        sb.tokens().len(),
+        before,
+        "a dropped request is not performed"
+    );
+    let post = sb
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.status, None);
+    // The next request works again (on a new connection).
+    let ok = sq(&c, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send();
+    assert_eq!(ok.await.unwrap().status(), 200);
+}
+
+/// What a raw socket sees: the server closes without writing a single byte, even
+/// on the second request of a keep-alive connection.
+#[test]
+fn drop_writes_nothing_on_the_wire() {
+    let (sb, _, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Nth(2),
+        FaultAction::Drop,
+    ));
+    let mut stream = TcpStream::connect(sb.seqera_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "GET /api/user-info HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+
+    stream.write_all(request.as_bytes()).unwrap();
+    let first = read_response(&mut stream);
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "got {:?}", String::from_utf8_lossy(&rest)),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// Reads one response with a `content-length` body from a raw stream.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[tokio::test]
+async fn perform_then_drop_changes_state_but_the_client_sees_an_error() {
+    let (sb, alice, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Always,
+        FaultAction::PerformThenDrop,
+    ));
+    let err = sq(&client(), &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.status().is_none(), "{err:?}");
+    let names: Vec<String> = sb.live_tokens(alice).into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["bootstrap", "ci"]);
+    assert_eq!(sb.requests().last().unwrap().status, None);
+}
+
+#[tokio::test]
+async fn perform_then_drop_on_a_secret_write() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    sb.add_fault(FaultRule::github(
+        "PUT",
+        PathMatch::Prefix(scope.secrets_path()),
+        Occurrence::Nth(1),
+        FaultAction::PerformThenDrop,
+    ));
+    let put = gh(
+        &client(),
+        &sb,
+        Method::PUT,
+        &format!("{}/S", scope.secrets_path()),
+        WRITER,
+    )
+    .json(&sealed_body(&sb, &scope, "v"))
+    .send()
+    .await;
+    assert!(put.is_err());
+    assert_eq!(sb.secret(&scope, "S").unwrap().plaintext, "v");
+}
+
+#[tokio::test]
+async fn delay_waits_then_answers_normally() {
+    let (sb, _, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Nth(1),
+        FaultAction::Delay(Duration::from_millis(300)),
+    ));
+    let c = client();
+    let start = Instant::now();
+    let resp = sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let start = Instant::now();
+    sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_millis(300));
+}
+
+/// A slow server finishes the operation even when the client has given up: the
+/// ambiguous create the tool must recover from.
+#[tokio::test]
+async fn delay_past_a_client_timeout_still_commits() {
+    let (sb, alice, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Always,
+        FaultAction::Delay(Duration::from_millis(400)),
+    ));
+    common::install_crypto();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let err = sq(&impatient, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(sb.live_tokens(alice).len(), 1, "not yet performed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sb.live_tokens(alice).len(), 2, "performed after the delay");
+    assert_eq!(sb.requests().last().unwrap().status, Some(200));
+}
+
+#[tokio::test]
+async fn nth_hits_only_the_nth_matching_request() {
+    let (sb, _, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Nth(2),
+        FaultAction::status(503),
+    ));
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        // Requests to other paths do not count.
+        sq(&c, &sb, Method::GET, "/tokens", &token)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(
+            sq(&c, &sb, Method::GET, "/user-info", &token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 503, 200]);
+}
+
+#[tokio::test]
+async fn first_n_always_and_clear() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    sb.add_fault(FaultRule::seqera(
+        "*",
+        PathMatch::Suffix("/user-info".into()),
+        Occurrence::FirstN(2),
+        FaultAction::status(500),
+    ));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            sq(&c, &sb, Method::GET, "/user-info", &token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [500, 500, 200]);
+
+    sb.add_fault(FaultRule::seqera(
+        "get",
+        PathMatch::Contains("token".into()),
+        Occurrence::Always,
+        FaultAction::status(502),
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            sq(&c, &sb, Method::GET, "/tokens", &token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            502
+        );
+    }
+    sb.clear_faults();
+    assert_eq!(
+        sq(&c, &sb, Method::GET, "/tokens", &token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn status_faults_do_not_perform() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    sb.add_fault(FaultRule::github(
+        "PUT",
+        PathMatch::Prefix("/repos/".into()),
+        Occurrence::Always,
+        FaultAction::status(503),
+    ));
+    let resp = gh(
+        &client(),
+        &sb,
+        Method::PUT,
+        &format!("{}/S", scope.secrets_path()),
+        WRITER,
+    )
+    .json(&sealed_body(&sb, &scope, "v"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(header(&resp, "content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(header(&resp, "x-ratelimit-limit"), Some("5000"));
+    assert_eq!(body_json(resp).await["message"], "Service Unavailable");
+    assert!(sb.secret(&scope, "S").is_none());
+}
+
+#[tokio::test]
+async fn github_rate_limit_helpers() {
+    let (sb, _, _) = sandbox();
+    let c = client();
+    let path = "/repos/octo/app";
+    let rule = |action| {
+        FaultRule::github(
+            "GET",
+            PathMatch::Exact(path.into()),
+            Occurrence::Nth(1),
+            action,
+        )
+    };
+
+    sb.add_fault(rule(FaultAction::github_secondary_rate_limit(7)));
+    let resp = gh(&c, &sb, Method::GET, path, WRITER).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(header(&resp, "retry-after"), Some("7"));
+    assert_ne!(header(&resp, "x-ratelimit-remaining"), Some("0"));
+    assert!(body_json(resp).await["message"]
+        .as_str()
+        .unwrap()
+        .contains("secondary rate limit"));
+
+    sb.clear_faults();
+    sb.add_fault(rule(
+        FaultAction::github_secondary_rate_limit_without_retry_after(),
+    ));
+    let resp = gh(&c, &sb, Method::GET, path, WRITER).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(header(&resp, "retry-after"), None);
+
+    sb.clear_faults();
+    sb.add_fault(rule(FaultAction::github_primary_rate_limit(1_900_000_000)));
+    let resp = gh(&c, &sb, Method::GET, path, WRITER).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(header(&resp, "x-ratelimit-remaining"), Some("0"));
+    assert_eq!(header(&resp, "x-ratelimit-reset"), Some("1900000000"));
+    assert!(body_json(resp).await["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("API rate limit exceeded"));
+
+    sb.clear_faults();
+    sb.add_fault(rule(FaultAction::too_many_requests(3)));
+    let resp = gh(&c, &sb, Method::GET, path, WRITER).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(header(&resp, "retry-after"), Some("3"));
+}
+
+#[tokio::test]
+async fn malformed_json_and_html_pages() {
+    let (sb, alice, token) = sandbox();
+    let c = client();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::MalformedJson,
+    ));
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(2),
+        FaultAction::HtmlPage,
+    ));
+    let post = || {
+        sq(&c, &sb, Method::POST, "/tokens", &token)
+            .json(&json!({ "name": "ci" }))
+            .send()
+    };
+
+    let resp = post().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(header(&resp, "content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(serde_json::from_str::<serde_json::Value>(&resp.text().await.unwrap()).is_err());
+
+    let resp = post().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(header(&resp, "content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(resp.text().await.unwrap().contains("<html>"));
+
+    assert_eq!(
+        sb.live_tokens(alice).len(),
+        1,
+        "neither fault performs the create"
+    );
+    assert_eq!(post().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn latency_applies_to_both_apis() {
+    let (sb, _, token) = sandbox();
+    sb.set_latency(Duration::from_millis(150));
+    let c = client();
+    let start = Instant::now();
+    sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    gh(&c, &sb, Method::GET, "/repos/octo/app", WRITER)
+        .send()
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    sb.set_latency(Duration::ZERO);
+}
+
+#[tokio::test]
+async fn faults_match_the_encoded_path_as_received() {
+    let (sb, _, _) = sandbox();
+    sb.add_environment("octo", "app", "a/b");
+    sb.add_fault(FaultRule::github(
+        "GET",
+        PathMatch::Contains("a%2Fb".into()),
+        Occurrence::Always,
+        FaultAction::status(500),
+    ));
+    let resp = gh(
+        &client(),
+        &sb,
+        Method::GET,
+        "/repos/octo/app/environments/a%2Fb/secrets/public-key",
+        READER,
+    );
+    assert_eq!(resp.send().await.unwrap().status(), 500);
+}
+
+#[tokio::test]
+async fn the_request_log_records_what_happened() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    sq(&c, &sb, Method::GET, "/tokens?max=5", &token)
+        .send()
+        .await
+        .unwrap();
+    gh(&c, &sb, Method::GET, "/repos/octo/nope", READER)
+        .send()
+        .await
+        .unwrap();
+    let log = sb.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].api, log[0].method.as_str(), log[0].path.as_str()),
+        (Api::Seqera, "GET", "/api/tokens?max=5")
+    );
+    assert_eq!(log[0].status, Some(200));
+    assert_eq!(
+        log[0].authorization.as_deref(),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert_eq!((log[1].api, log[1].status), (Api::Github, Some(404)));
+    assert_eq!(log[1].header("User-Agent"), Some(common::UA));
+    assert!(log[0].received_at <= log[1].received_at);
+    sb.clear_requests();
+    assert!(sb.requests().is_empty());
+}
+
+#[test]
+#[should_panic(expected = "invalid status code")]
+fn invalid_fault_status_panics_in_the_test() {
+    let (sb, _, _) = sandbox();
+    sb.add_fault(FaultRule::github(
+        "*",
+        PathMatch::Prefix("/".into()),
+        Occurrence::Always,
+        FaultAction::Status {
+            status: 42,
+            headers: vec![],
+            body: String::new(),
+        },
+    ));
+}
