@@ -1,0 +1,300 @@
+//! GitHub secrets: public keys, secret writes, organization secret metadata, repository ids
+//! (SPEC §1), typed from `contracts/github-secrets.openapi.json`. Knows HTTP and this API,
+//! nothing of the protocol.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Deserialize;
+use thiserror::Error;
+use url::Url;
+
+use crate::http::{endpoint, Api, Http, HttpError, Response, Retry};
+use crate::seal::{KeyError, PublicKey};
+use crate::target::Scope;
+
+/// A GitHub call that failed, with what the user can do about it.
+#[derive(Debug, Error)]
+pub enum GithubError {
+    /// The server refused; `hint` says what permission or token is needed.
+    #[error("{source}{hint}")]
+    Refused {
+        /// The HTTP error.
+        source: HttpError,
+        /// Empty, or a sentence starting with "; ".
+        hint: String,
+    },
+    /// 422 naming the key: the public key changed since it was fetched.
+    #[error("GitHub rejected the encryption key (HTTP 422: {0}); the public key changed")]
+    KeyRejected(String),
+    /// The public key GitHub sent cannot be used.
+    #[error("GitHub sent an unusable public key: {0}")]
+    BadKey(#[from] KeyError),
+    /// Anything else.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+/// How a secret write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// 201: the secret is new.
+    Created,
+    /// 204: an existing secret was replaced.
+    Updated,
+}
+
+/// Access settings sent with an organization secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgWrite {
+    /// `all`, `private` or `selected`.
+    pub visibility: String,
+    /// Repository ids, with `selected`.
+    pub selected_repository_ids: Option<Vec<u64>>,
+}
+
+#[derive(Deserialize)]
+struct KeyResponse {
+    key_id: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct OrgSecretResponse {
+    visibility: String,
+}
+
+#[derive(Deserialize)]
+struct RepoListResponse {
+    repositories: Vec<RepoResponse>,
+}
+
+#[derive(Deserialize)]
+struct RepoResponse {
+    id: u64,
+}
+
+/// A GitHub REST client authenticated with one token.
+#[derive(Clone)]
+pub struct GithubClient {
+    http: Http,
+    base: Url,
+    token: SecretString,
+}
+
+impl GithubClient {
+    /// A client for `base` (used exactly as given) with `token`.
+    pub fn new(http: Http, base: Url, token: SecretString) -> Self {
+        http.scrubber.add(&token);
+        Self { http, base, token }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        scope: Option<&Scope>,
+    ) -> Result<Response, GithubError> {
+        self.http
+            .send(
+                Api::Github,
+                method,
+                url,
+                &self.token,
+                body,
+                Retry::Idempotent,
+            )
+            .await
+            .map_err(|e| refused(e, scope))
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        endpoint(&self.base, segments)
+    }
+
+    /// `GET …/secrets/public-key` of a scope.
+    pub async fn public_key(&self, scope: &Scope) -> Result<PublicKey, GithubError> {
+        let mut path = scope.collection();
+        path.push("public-key");
+        let k: KeyResponse = self
+            .call(Method::GET, self.url(&path), None, Some(scope))
+            .await?
+            .json()?;
+        Ok(PublicKey::from_github(&k.key_id, &k.key)?)
+    }
+
+    /// `PUT …/secrets/{name}` with an already sealed value.
+    pub async fn put_secret(
+        &self,
+        scope: &Scope,
+        name: &str,
+        encrypted_value: &str,
+        key_id: &str,
+        org: Option<&OrgWrite>,
+    ) -> Result<Written, GithubError> {
+        let mut path = scope.collection();
+        path.push(name);
+        let mut body = serde_json::json!({ "encrypted_value": encrypted_value, "key_id": key_id });
+        if let Some(o) = org {
+            body["visibility"] = o.visibility.clone().into();
+            if let Some(ids) = &o.selected_repository_ids {
+                body["selected_repository_ids"] = ids.clone().into();
+            }
+        }
+        match self
+            .call(Method::PUT, self.url(&path), Some(&body), Some(scope))
+            .await
+        {
+            Ok(r) if r.status.as_u16() == 201 => Ok(Written::Created),
+            Ok(_) => Ok(Written::Updated),
+            Err(GithubError::Refused {
+                source:
+                    HttpError::Status {
+                        status: 422,
+                        message,
+                        ..
+                    },
+                ..
+            }) if message.to_ascii_lowercase().contains("key") => {
+                Err(GithubError::KeyRejected(message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /orgs/{org}/actions/secrets/{name}`: the current visibility, or None if absent.
+    pub async fn org_secret_visibility(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<String>, GithubError> {
+        let mut path = scope.collection();
+        path.push(name);
+        match self
+            .call(Method::GET, self.url(&path), None, Some(scope))
+            .await
+        {
+            Ok(r) => Ok(Some(r.json::<OrgSecretResponse>()?.visibility)),
+            Err(GithubError::Refused {
+                source: HttpError::Status { status: 404, .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /orgs/{org}/actions/secrets/{name}/repositories`, all pages.
+    pub async fn org_secret_repository_ids(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Vec<u64>, GithubError> {
+        let mut path = scope.collection();
+        path.extend([name, "repositories"]);
+        let mut ids = Vec::new();
+        for page in 1.. {
+            let mut url = self.url(&path);
+            url.query_pairs_mut()
+                .append_pair("per_page", "100")
+                .append_pair("page", &page.to_string());
+            let r: RepoListResponse = self
+                .call(Method::GET, url, None, Some(scope))
+                .await?
+                .json()?;
+            let n = r.repositories.len();
+            ids.extend(r.repositories.into_iter().map(|r| r.id));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// `GET /repos/{owner}/{repo}`: the repository id.
+    pub async fn repository_id(&self, owner: &str, repo: &str) -> Result<u64, GithubError> {
+        let r: RepoResponse = self
+            .call(Method::GET, self.url(&["repos", owner, repo]), None, None)
+            .await?
+            .json()?;
+        Ok(r.id)
+    }
+}
+
+/// Adds what the user can do to a refusal: the permission GitHub says it wants, and that the
+/// workflow's `GITHUB_TOKEN` cannot write secrets.
+fn refused(e: HttpError, scope: Option<&Scope>) -> GithubError {
+    let (status, accepted) = match &e {
+        HttpError::Status {
+            status,
+            accepted_permissions,
+            ..
+        } => (*status, accepted_permissions.clone()),
+        _ => return GithubError::Http(e),
+    };
+    let mut hint = String::new();
+    if let Some(p) = accepted.filter(|p| !p.is_empty()) {
+        hint.push_str(&format!("; GitHub says the token needs: {p}"));
+    }
+    match status {
+        401 => hint.push_str("; the GitHub token is invalid or expired"),
+        403 | 404 => {
+            let need = scope
+                .map(Scope::permission_hint)
+                .unwrap_or("read access to the repository (\"Metadata: Read\")");
+            if status == 404 {
+                hint.push_str("; the target does not exist or the token cannot see it");
+            }
+            hint.push_str(&format!(
+                "; the token needs {need}. The workflow's own GITHUB_TOKEN cannot write secrets: use a GitHub App installation token or a fine-grained personal access token"
+            ));
+        }
+        _ => {}
+    }
+    GithubError::Refused { source: e, hint }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_hints() {
+        let e = refused(
+            HttpError::Status {
+                status: 403,
+                message: "Resource not accessible by integration".into(),
+                accepted_permissions: Some("secrets=write".into()),
+            },
+            Some(&Scope::Repo {
+                owner: "o".into(),
+                repo: "r".into(),
+            }),
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 403: Resource not accessible by integration"),
+            "{text}"
+        );
+        assert!(text.contains("secrets=write"), "{text}");
+        assert!(text.contains("GITHUB_TOKEN cannot write secrets"), "{text}");
+        assert!(text.contains("Secrets: Read and write"), "{text}");
+        let e = refused(
+            HttpError::Status {
+                status: 401,
+                message: "Bad credentials".into(),
+                accepted_permissions: None,
+            },
+            None,
+        );
+        assert!(e.to_string().contains("invalid or expired"));
+        let e = refused(
+            HttpError::Status {
+                status: 500,
+                message: "x".into(),
+                accepted_permissions: None,
+            },
+            None,
+        );
+        assert_eq!(e.to_string(), "HTTP 500: x");
+    }
+}

@@ -1,0 +1,717 @@
+//! The one HTTP client of both APIs: common headers, per-request timeout, the retry /
+//! backoff / rate-limit policy of SPEC §5, error classification, and scrubbing of token
+//! values from anything quoted back to the user. Knows nothing of the protocol.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use url::Url;
+use zeroize::Zeroizing;
+
+/// Which API a request goes to: decides the headers and how a 403 is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// Seqera Platform.
+    Seqera,
+    /// GitHub REST.
+    Github,
+}
+
+/// The `User-Agent` of every request.
+pub const USER_AGENT_VALUE: &str = concat!("seqera-token-rotate/", env!("CARGO_PKG_VERSION"));
+
+/// Known secret values; any text quoted from a server or a library passes through here.
+#[derive(Clone, Default)]
+pub struct Scrubber(Arc<RwLock<Vec<SecretString>>>);
+
+impl Scrubber {
+    /// Remembers a value to hide.
+    pub fn add(&self, value: &SecretString) {
+        if value.expose_secret().len() >= 4 {
+            self.0.write().expect("scrubber lock").push(value.clone());
+        }
+    }
+
+    /// Replaces every known value with `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in self.0.read().expect("scrubber lock").iter() {
+            if out.contains(v.expose_secret()) {
+                out = out.replace(v.expose_secret(), "***");
+            }
+        }
+        out
+    }
+}
+
+/// How a request may be repeated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// GET, PUT, DELETE: retried on transient failures (SPEC §5 "Retries").
+    Idempotent,
+    /// POST /tokens: never blindly retried; only an explicit 429 (not performed) is repeated.
+    Never,
+}
+
+/// The retry budget and backoff shape.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Retries without a server hint.
+    pub max_retries: u32,
+    /// First backoff step (full jitter over base × 2^attempt).
+    pub backoff_base: Duration,
+    /// All waiting in one run, together.
+    pub wait_cap: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Policy {
+    /// SPEC §5: 4 retries, 0.5 s base, 5 minutes in all.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            max_retries: 4,
+            backoff_base: Duration::from_millis(500),
+            wait_cap: Duration::from_secs(300),
+            timeout,
+        }
+    }
+}
+
+/// A response with its body read.
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: bytes::Bytes,
+}
+
+impl Response {
+    /// Decodes a JSON body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode {
+            detail: format!(
+                "status {} with a body that is not the expected JSON ({e})",
+                self.status.as_u16()
+            ),
+        })
+    }
+}
+
+/// Why a request did not succeed. Every text in it is scrubbed and capped.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// No answer: connection refused or cut, timeout.
+    #[error("{detail}")]
+    Transport {
+        /// What happened.
+        detail: String,
+        /// The request may have reached the server (it may have been performed).
+        maybe_sent: bool,
+    },
+    /// The server answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Status {
+        /// Status code.
+        status: u16,
+        /// The server's message (from JSON `message`, or a short description of the body).
+        message: String,
+        /// GitHub's `x-accepted-github-permissions` header.
+        accepted_permissions: Option<String>,
+    },
+    /// A wait the server asked for would pass the run's waiting cap.
+    #[error("rate limited: the server asks to wait {}s, more than this run may wait; try again after {retry_at}", wait.as_secs())]
+    RateLimited {
+        /// The asked wait.
+        wait: Duration,
+        /// When to try again (UTC).
+        retry_at: String,
+    },
+    /// The answer was not what the API document promises.
+    #[error("{detail}")]
+    Decode {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl HttpError {
+    /// The status code, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP client shared by the Seqera and GitHub clients.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    policy: Policy,
+    waited: Arc<Mutex<Duration>>,
+    /// Values never to show.
+    pub scrubber: Scrubber,
+}
+
+impl Http {
+    /// Builds the client: rustls with the ring provider, no redirects (so `Authorization`
+    /// can never follow one to another host), the per-request timeout.
+    pub fn new(policy: Policy, scrubber: Scrubber) -> Result<Self, HttpError> {
+        // Installing twice is harmless; the first provider stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| HttpError::Transport {
+                detail: format!("cannot set up HTTPS: {e}"),
+                maybe_sent: false,
+            })?;
+        Ok(Self {
+            client,
+            policy,
+            waited: Arc::default(),
+            scrubber,
+        })
+    }
+
+    /// Sends a request with the retry policy; returns a response with a 2xx status, or the
+    /// reason there is none.
+    pub async fn send(
+        &self,
+        api: Api,
+        method: Method,
+        url: Url,
+        bearer: &SecretString,
+        body: Option<&serde_json::Value>,
+        retry: Retry,
+    ) -> Result<Response, HttpError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = self
+                .once(api, method.clone(), url.clone(), bearer, body)
+                .await;
+            let wait = match &result {
+                Ok(r) if r.status.is_success() => return result,
+                Ok(r) => retry_wait(
+                    api,
+                    retry,
+                    Outcome::Answer(r),
+                    attempt,
+                    &self.policy,
+                    now_epoch(),
+                ),
+                Err(e) => retry_wait(
+                    api,
+                    retry,
+                    Outcome::NoAnswer(e),
+                    attempt,
+                    &self.policy,
+                    now_epoch(),
+                ),
+            };
+            let Some(wait) = wait else {
+                return match result {
+                    Ok(r) => Err(self.status_error(&r)),
+                    Err(e) => Err(e),
+                };
+            };
+            self.reserve(wait)?;
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// Takes `wait` out of the run's waiting budget, or fails at once saying when to retry.
+    fn reserve(&self, wait: Duration) -> Result<(), HttpError> {
+        let mut waited = self.waited.lock().expect("budget lock");
+        if *waited + wait > self.policy.wait_cap {
+            let at = time::OffsetDateTime::now_utc() + wait;
+            let retry_at = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| format!("{}s", wait.as_secs()));
+            return Err(HttpError::RateLimited { wait, retry_at });
+        }
+        *waited += wait;
+        Ok(())
+    }
+
+    async fn once(
+        &self,
+        api: Api,
+        method: Method,
+        url: Url,
+        bearer: &SecretString,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, HttpError> {
+        let mut auth = HeaderValue::from_str(&Zeroizing::new(format!(
+            "Bearer {}",
+            bearer.expose_secret()
+        )))
+        .map_err(|_| HttpError::Decode {
+            detail: "the token cannot be sent in an HTTP header".into(),
+        })?;
+        auth.set_sensitive(true);
+        let mut req = self
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, auth)
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        req = match api {
+            Api::Github => req
+                .header(ACCEPT, "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28"),
+            Api::Seqera => req.header(ACCEPT, "application/json"),
+        };
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> HttpError {
+        let what = if e.is_timeout() {
+            format!(
+                "no answer within {}s (timeout)",
+                self.policy.timeout.as_secs_f32()
+            )
+        } else if e.is_connect() {
+            "could not connect".to_string()
+        } else {
+            "the connection failed before a complete answer".to_string()
+        };
+        let mut detail = format!("{what}: {}", error_chain(e));
+        detail = self.scrubber.scrub(&detail);
+        HttpError::Transport {
+            detail,
+            maybe_sent: !e.is_connect(),
+        }
+    }
+
+    fn status_error(&self, r: &Response) -> HttpError {
+        let message = if r.status.is_redirection() {
+            "redirect not followed (credentials are never sent to another location)".to_string()
+        } else {
+            describe_body(&r.headers, &r.body)
+        };
+        HttpError::Status {
+            status: r.status.as_u16(),
+            message: self.scrubber.scrub(&message),
+            accepted_permissions: r
+                .headers
+                .get("x-accepted-github-permissions")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// The server's message, briefly: JSON `message`, else a note on what the body was.
+fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
+    const MAX: usize = 300;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+            return cap(m, MAX);
+        }
+    }
+    let ctype = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let text = String::from_utf8_lossy(body);
+    if ctype.contains("html") || text.trim_start().starts_with('<') {
+        return "the server answered with an HTML page (a proxy or gateway error?)".into();
+    }
+    if text.trim().is_empty() {
+        return "no message".into();
+    }
+    cap(text.trim(), MAX)
+}
+
+fn cap(s: &str, max: usize) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    }
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What came back from one attempt.
+pub enum Outcome<'a> {
+    /// A (non-2xx) response.
+    Answer(&'a Response),
+    /// No usable response.
+    NoAnswer(&'a HttpError),
+}
+
+/// The retry decision of SPEC §5 for one failed attempt: how long to wait before the next,
+/// or `None` to give up. `attempt` counts retries already made.
+pub fn retry_wait(
+    api: Api,
+    retry: Retry,
+    outcome: Outcome<'_>,
+    attempt: u32,
+    policy: &Policy,
+    now: u64,
+) -> Option<Duration> {
+    // Hinted waits are honoured but still bounded in count (the time cap bounds them too).
+    const MAX_HINTED: u32 = 8;
+    let backoff = || {
+        (attempt < policy.max_retries).then(|| {
+            let ceiling = policy.backoff_base.as_secs_f64() * 2f64.powi(attempt as i32);
+            Duration::from_secs_f64(rand::random::<f64>() * ceiling)
+        })
+    };
+    let hinted = |d: Duration| (attempt < MAX_HINTED).then_some(d);
+    match outcome {
+        Outcome::NoAnswer(HttpError::Transport { maybe_sent, .. }) => match retry {
+            Retry::Idempotent => backoff(),
+            // A connection that never opened sent nothing: safe even for a create.
+            Retry::Never if !maybe_sent => backoff(),
+            Retry::Never => None,
+        },
+        Outcome::NoAnswer(_) => None,
+        Outcome::Answer(r) => {
+            let status = r.status.as_u16();
+            let retry_after = parse_retry_after(&r.headers, now);
+            let remaining_zero = header_str(&r.headers, "x-ratelimit-remaining") == Some("0");
+            let reset_wait = header_str(&r.headers, "x-ratelimit-reset")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now) + 1));
+            let secondary = api == Api::Github
+                && String::from_utf8_lossy(&r.body)
+                    .to_ascii_lowercase()
+                    .contains("secondary rate limit");
+            let rate_limited = status == 429
+                || (api == Api::Github && status == 403 && (remaining_zero || secondary));
+            if rate_limited {
+                // Explicitly refused, not performed: repeating is safe for every method.
+                if let Some(d) = retry_after {
+                    return hinted(d);
+                }
+                if remaining_zero {
+                    if let Some(d) = reset_wait {
+                        return hinted(d);
+                    }
+                }
+                if secondary {
+                    return hinted(Duration::from_secs(60));
+                }
+                return backoff();
+            }
+            match (retry, status) {
+                (Retry::Idempotent, 500 | 502 | 503 | 504) => match retry_after {
+                    Some(d) => hinted(d),
+                    None => backoff(),
+                },
+                _ => None,
+            }
+        }
+    }
+}
+
+fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(h: &HeaderMap, now: u64) -> Option<Duration> {
+    let v = header_str(h, RETRY_AFTER.as_str())?;
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    let epoch = when.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(epoch.saturating_sub(now)))
+}
+
+/// Appends path segments to a base URL, percent-encoding each, keeping the base path exactly
+/// (`https://host/api` + `tokens` → `https://host/api/tokens`).
+pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    {
+        let mut path = url
+            .path_segments_mut()
+            .expect("validated base URLs have a path");
+        path.pop_if_empty();
+        for s in segments {
+            path.push(s);
+        }
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: h,
+            body: body.to_string().into(),
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy::new(Duration::from_secs(30))
+    }
+
+    fn wait(api: Api, retry: Retry, r: &Response, attempt: u32) -> Option<Duration> {
+        retry_wait(
+            api,
+            retry,
+            Outcome::Answer(r),
+            attempt,
+            &policy(),
+            1_000_000,
+        )
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_and_bounded() {
+        let r = resp(503, &[], "");
+        for attempt in 0..4 {
+            for _ in 0..50 {
+                let d = wait(Api::Seqera, Retry::Idempotent, &r, attempt).unwrap();
+                assert!(
+                    d <= Duration::from_millis(500 * 2u64.pow(attempt)),
+                    "{attempt}: {d:?}"
+                );
+            }
+        }
+        assert_eq!(
+            wait(Api::Seqera, Retry::Idempotent, &r, 4),
+            None,
+            "at most 4 retries"
+        );
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [500, 502, 503, 504, 429] {
+            assert!(
+                wait(Api::Github, Retry::Idempotent, &resp(s, &[], ""), 0).is_some(),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 409, 422, 501] {
+            assert!(
+                wait(Api::Github, Retry::Idempotent, &resp(s, &[], "{}"), 0).is_none(),
+                "{s}"
+            );
+        }
+        // A create is not repeated after a server error: it may have been performed.
+        assert!(wait(Api::Seqera, Retry::Never, &resp(500, &[], ""), 0).is_none());
+        // ... but an explicit 429 was not performed.
+        assert!(wait(Api::Seqera, Retry::Never, &resp(429, &[], ""), 0).is_some());
+    }
+
+    #[test]
+    fn hints_are_honoured() {
+        let r = resp(429, &[("retry-after", "7")], "");
+        assert_eq!(
+            wait(Api::Seqera, Retry::Idempotent, &r, 0),
+            Some(Duration::from_secs(7))
+        );
+        // Primary GitHub limit: wait for the reset.
+        let r = resp(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1000030"),
+            ],
+            r#"{"message":"API rate limit exceeded"}"#,
+        );
+        assert_eq!(
+            wait(Api::Github, Retry::Idempotent, &r, 0),
+            Some(Duration::from_secs(31))
+        );
+        // Secondary limit without retry-after: 60 s.
+        let r = resp(
+            403,
+            &[],
+            r#"{"message":"You have exceeded a secondary rate limit. Please wait"}"#,
+        );
+        assert_eq!(
+            wait(Api::Github, Retry::Idempotent, &r, 0),
+            Some(Duration::from_secs(60))
+        );
+        let r = resp(
+            403,
+            &[("retry-after", "3")],
+            r#"{"message":"You have exceeded a secondary rate limit"}"#,
+        );
+        assert_eq!(
+            wait(Api::Github, Retry::Idempotent, &r, 0),
+            Some(Duration::from_secs(3))
+        );
+        // A plain 403 is a permission problem, and on Seqera 403 means "token not accepted".
+        assert_eq!(
+            wait(
+                Api::Github,
+                Retry::Idempotent,
+                &resp(
+                    403,
+                    &[],
+                    r#"{"message":"Resource not accessible by integration"}"#
+                ),
+                0
+            ),
+            None
+        );
+        assert_eq!(
+            wait(
+                Api::Seqera,
+                Retry::Idempotent,
+                &resp(403, &[("x-ratelimit-remaining", "0")], ""),
+                0
+            ),
+            None
+        );
+        // HTTP-date form.
+        let r = resp(503, &[("retry-after", "Mon, 12 Jan 1970 13:46:50 GMT")], "");
+        assert_eq!(
+            wait(Api::Seqera, Retry::Idempotent, &r, 0),
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn transport_errors() {
+        let sent = HttpError::Transport {
+            detail: String::new(),
+            maybe_sent: true,
+        };
+        let unsent = HttpError::Transport {
+            detail: String::new(),
+            maybe_sent: false,
+        };
+        let p = policy();
+        assert!(retry_wait(
+            Api::Github,
+            Retry::Idempotent,
+            Outcome::NoAnswer(&sent),
+            0,
+            &p,
+            0
+        )
+        .is_some());
+        assert!(retry_wait(
+            Api::Seqera,
+            Retry::Never,
+            Outcome::NoAnswer(&sent),
+            0,
+            &p,
+            0
+        )
+        .is_none());
+        assert!(retry_wait(
+            Api::Seqera,
+            Retry::Never,
+            Outcome::NoAnswer(&unsent),
+            0,
+            &p,
+            0
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn budget_caps_total_waiting() {
+        let http = Http::new(policy(), Scrubber::default()).unwrap();
+        http.reserve(Duration::from_secs(200)).unwrap();
+        let e = http.reserve(Duration::from_secs(101)).unwrap_err();
+        assert!(e.to_string().contains("try again after"), "{e}");
+        http.reserve(Duration::from_secs(100)).unwrap();
+    }
+
+    #[test]
+    fn bodies_are_described_scrubbed_and_capped() {
+        let s = Scrubber::default();
+        s.add(&SecretString::from("tok-secret-value"));
+        let h = HeaderMap::new();
+        assert_eq!(
+            describe_body(&h, br#"{"message":"bad tok-secret-value"}"#),
+            "bad tok-secret-value"
+        );
+        assert_eq!(s.scrub("bad tok-secret-value!"), "bad ***!");
+        assert!(describe_body(&h, b"<html><body>502</body></html>").contains("HTML page"));
+        assert_eq!(describe_body(&h, &[b'x'; 1000]).chars().count(), 301);
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path_and_encode_segments() {
+        let base = Url::parse("https://h.example/api").unwrap();
+        assert_eq!(
+            endpoint(&base, &["tokens", "5"]).as_str(),
+            "https://h.example/api/tokens/5"
+        );
+        let base = Url::parse("https://h.example/api/v3/").unwrap();
+        assert_eq!(
+            endpoint(
+                &base,
+                &["repos", "o", "r", "environments", "prod eu/1", "secrets"]
+            )
+            .as_str(),
+            "https://h.example/api/v3/repos/o/r/environments/prod%20eu%2F1/secrets"
+        );
+        let base = Url::parse("https://api.github.com").unwrap();
+        assert_eq!(
+            endpoint(&base, &["orgs", "o"]).as_str(),
+            "https://api.github.com/orgs/o"
+        );
+    }
+}

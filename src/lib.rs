@@ -1,0 +1,30 @@
+//! seqera-token-rotate: keeps a Seqera Platform access token fresh inside GitHub secrets.
+//! The protocol (SPEC §5) lives in [`rotate`]; a token value travels one road:
+//! settings → Seqera client → seal → GitHub client.
+//!
+//! Modules:
+//! - [`settings`]: flags / `INPUT_*` / env → validated settings
+//! - [`target`]: secret targets: kinds, `targets` lines, labels, API paths
+//! - [`naming`]: managed token names, which tokens are older, which to revoke
+//! - [`seal`]: libsodium `crypto_box_seal`
+//! - [`http`]: the one HTTP client: headers, retries, rate limits, scrubbing
+//! - [`seqera`]: Seqera Platform API: user-info, tokens
+//! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
+//! - [`rotate`]: the rotation protocol of SPEC §5
+//! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
+//! - [`app`]: one command: settings → clients → run → outputs → exit code
+//! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod demo;
+pub mod github;
+pub mod http;
+pub mod naming;
+pub mod report;
+pub mod rotate;
+pub mod seal;
+pub mod seqera;
+pub mod settings;
+pub mod target;

@@ -1,0 +1,274 @@
+//! The one output layer: log lines, workflow commands (`::add-mask::`, `::error::`,
+//! `::group::`), `$GITHUB_OUTPUT`, the job summary. Knows Actions vs terminal; every text
+//! except the `::add-mask::` line and the opt-in `access-key` output passes the scrubber.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::http::Scrubber;
+
+/// Where text goes. Real runs use stdout/stderr; tests and `demo` can capture.
+pub type Sink = Arc<Mutex<dyn Write + Send>>;
+
+/// The output layer.
+#[derive(Clone)]
+pub struct Report {
+    actions: bool,
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+    scrubber: Scrubber,
+    stdout: Sink,
+    stderr: Sink,
+}
+
+/// Escapes workflow command data (`%`, CR, LF) so a message stays one annotation.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+impl Report {
+    /// From the process environment: `GITHUB_ACTIONS=true` selects workflow commands.
+    pub fn from_env(scrubber: Scrubber) -> Self {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            output_file: var("GITHUB_OUTPUT"),
+            summary_file: var("GITHUB_STEP_SUMMARY"),
+            scrubber,
+            stdout: Arc::new(Mutex::new(std::io::stdout())),
+            stderr: Arc::new(Mutex::new(std::io::stderr())),
+        }
+    }
+
+    /// A report writing to given sinks, with no output or summary files.
+    pub fn with_sinks(actions: bool, scrubber: Scrubber, stdout: Sink, stderr: Sink) -> Self {
+        Self {
+            actions,
+            output_file: None,
+            summary_file: None,
+            scrubber,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The same terminal and mode, without output or summary files (for `demo`).
+    pub fn detached(&self) -> Self {
+        Self {
+            output_file: None,
+            summary_file: None,
+            ..self.clone()
+        }
+    }
+
+    /// The scrubber shared with the HTTP layer.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
+    }
+
+    /// Whether workflow commands are used.
+    pub fn in_actions(&self) -> bool {
+        self.actions
+    }
+
+    fn write(&self, sink: &Sink, line: &str) {
+        let mut w = sink.lock().expect("output lock");
+        // Nothing sensible to do if the terminal is gone.
+        let _ = writeln!(w, "{line}");
+        let _ = w.flush();
+    }
+
+    /// Log lines: stdout in Actions (one ordered log), stderr on a terminal (stdout is data).
+    fn log_sink(&self) -> &Sink {
+        if self.actions {
+            &self.stdout
+        } else {
+            &self.stderr
+        }
+    }
+
+    /// Registers a secret value: `::add-mask::` in Actions (the only line that ever carries a
+    /// value), and scrubbing everywhere.
+    pub fn mask(&self, value: &SecretString) {
+        self.scrubber.add(value);
+        if self.actions {
+            self.write(
+                &self.stdout,
+                &format!("::add-mask::{}", value.expose_secret()),
+            );
+        }
+    }
+
+    /// One human-readable progress line.
+    pub fn step(&self, msg: &str) {
+        self.write(self.log_sink(), &self.scrubber.scrub(msg));
+    }
+
+    /// A warning: `::warning::` in Actions.
+    pub fn warning(&self, msg: &str) {
+        let msg = self.scrubber.scrub(msg);
+        if self.actions {
+            self.write(&self.stdout, &format!("::warning::{}", escape_data(&msg)));
+        } else {
+            self.write(&self.stderr, &format!("warning: {msg}"));
+        }
+    }
+
+    /// A failure: `::error::` in Actions.
+    pub fn error(&self, msg: &str) {
+        let msg = self.scrubber.scrub(msg);
+        if self.actions {
+            self.write(&self.stdout, &format!("::error::{}", escape_data(&msg)));
+        } else {
+            self.write(&self.stderr, &format!("error: {msg}"));
+        }
+    }
+
+    /// Starts a collapsible group in Actions.
+    pub fn group(&self, title: &str) {
+        if self.actions {
+            self.write(
+                &self.stdout,
+                &format!("::group::{}", self.scrubber.scrub(title)),
+            );
+        }
+    }
+
+    /// Ends the group.
+    pub fn end_group(&self) {
+        if self.actions {
+            self.write(&self.stdout, "::endgroup::");
+        }
+    }
+
+    /// Data for the user (e.g. `list`): always stdout.
+    pub fn data(&self, line: &str) {
+        self.write(&self.stdout, &self.scrubber.scrub(line));
+    }
+
+    /// Writes outputs to `$GITHUB_OUTPUT` (multi-line safe); on a terminal without it, prints
+    /// them as `name=value` lines on stdout. `secret` (the opt-in `access-key`) is only ever
+    /// written to the file.
+    pub fn outputs(
+        &self,
+        outputs: &[(&str, String)],
+        secret: Option<(&str, &SecretString)>,
+    ) -> std::io::Result<()> {
+        let Some(path) = &self.output_file else {
+            for (k, v) in outputs {
+                self.data(&format!("{k}={v}"));
+            }
+            if secret.is_some() {
+                self.warning("expose-access-key: GITHUB_OUTPUT is not set, so the access-key output was not written");
+            }
+            return Ok(());
+        };
+        let mut text = String::new();
+        let mut add = |k: &str, v: &str| {
+            let mut delim = format!("ghadelimiter_{}", rand::random::<u64>());
+            while v.contains(&delim) {
+                delim = format!("ghadelimiter_{}", rand::random::<u64>());
+            }
+            text.push_str(&format!("{k}<<{delim}\n{v}\n{delim}\n"));
+        };
+        for (k, v) in outputs {
+            add(k, &self.scrubber.scrub(v));
+        }
+        if let Some((k, v)) = secret {
+            add(k, v.expose_secret());
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(text.as_bytes())
+    }
+
+    /// Appends Markdown to the job summary, if there is one.
+    pub fn summary(&self, markdown: &str) -> std::io::Result<()> {
+        if let Some(path) = &self.summary_file {
+            let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+            f.write_all(self.scrubber.scrub(markdown).as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Buf = Arc<Mutex<Vec<u8>>>;
+
+    fn capture(actions: bool) -> (Report, Buf, Buf) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let r = Report::with_sinks(actions, Scrubber::default(), out.clone(), err.clone());
+        (r, out, err)
+    }
+
+    fn text(b: &Buf) -> String {
+        String::from_utf8(b.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn actions_mode_masks_first_and_scrubs_the_rest() {
+        let (r, out, err) = capture(true);
+        let v = SecretString::from("eyJ0aWQiOjF9.abc123");
+        r.mask(&v);
+        r.step("created eyJ0aWQiOjF9.abc123");
+        r.error("bad\nthing 100%");
+        r.group("Store");
+        r.end_group();
+        assert_eq!(
+            text(&out),
+            "::add-mask::eyJ0aWQiOjF9.abc123\ncreated ***\n::error::bad%0Athing 100%25\n::group::Store\n::endgroup::\n"
+        );
+        assert_eq!(text(&err), "");
+    }
+
+    #[test]
+    fn terminal_mode_prints_no_workflow_commands() {
+        let (r, out, err) = capture(false);
+        r.mask(&SecretString::from("value-1234"));
+        r.step("uses value-1234");
+        r.error("failed");
+        r.group("x");
+        assert_eq!(text(&out), "");
+        assert_eq!(text(&err), "uses ***\nerror: failed\n");
+    }
+
+    #[test]
+    fn outputs_use_delimiters_and_keep_the_secret_out_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, _, _) = capture(true);
+        r.output_file = Some(dir.path().join("out"));
+        r.mask(&SecretString::from("the-value-xyz"));
+        let v = SecretString::from("the-value-xyz");
+        r.outputs(
+            &[
+                ("rotated", "true".into()),
+                ("updated-targets", "a\nb the-value-xyz".into()),
+            ],
+            Some(("access-key", &v)),
+        )
+        .unwrap();
+        let s = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("rotated<<ghadelimiter_"));
+        assert_eq!(lines[1], "true");
+        assert_eq!(lines[4], "a");
+        assert_eq!(lines[5], "b ***");
+        assert_eq!(
+            lines[8], "the-value-xyz",
+            "opt-in access-key is written verbatim"
+        );
+    }
+}
