@@ -1,0 +1,77 @@
+//! The command line as a user meets it: `demo`, `--version`, `list`, `revoke`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn demo_runs_a_full_rotation_offline_and_exits_0() {
+    let o = Command::new(BIN).arg("demo").env_clear().output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Rotation 1 of 2") && text.contains("Rotation 2 of 2"),
+        "{text}"
+    );
+    assert!(text.contains("is revoked"), "{text}");
+    assert!(text.contains("Demo complete"), "{text}");
+}
+
+#[test]
+fn version() {
+    let o = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("seqera-token-rotate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn list_shows_managed_tokens_newest_first() {
+    let w = World::new();
+    let a = w.sb.create_token(w.user, "ci-20250101-000000");
+    let b = w.sb.create_token(w.user, "ci");
+    w.sb.create_token(w.user, "unrelated");
+    let run = w.run(&[], &["list"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let rows: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("::") && l.contains(" ci"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", run.stdout);
+    assert!(
+        rows[0].contains(&b.id.to_string()) && rows[1].contains(&a.id.to_string()),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("unrelated"));
+    assert!(w.mutations().is_empty());
+    w.assert_no_leak(&run, false);
+}
+
+#[test]
+fn revoke_keeps_the_newest_and_respects_dry_run() {
+    let w = World::new();
+    let a = w.sb.create_token(w.user, "ci-20250101-000000");
+    let b = w.sb.create_token(w.user, "ci-20250201-000000");
+    let c = w.sb.create_token(w.user, "ci-20250301-000000");
+    let run = w.run(&[("INPUT_DRY-RUN", "true")], &["revoke"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(w.mutations().is_empty());
+    assert!(run.stdout.contains("would revoke"), "{}", run.stdout);
+    let run = w.run(&[], &["revoke", "--keep", "1"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!w.sb.is_live(&a.value) && !w.sb.is_live(&b.value));
+    assert!(w.sb.is_live(&c.value) && w.sb.is_live(&w.access.value));
+    let run = w.run(&[], &["revoke", "--keep", "0", "--older-than", "soon"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(w.sb.is_live(&c.value));
+}
