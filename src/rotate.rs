@@ -467,7 +467,8 @@ async fn store(
     new: &NewToken,
     out: &Report,
 ) -> Vec<TargetResult> {
-    stream::iter(s.targets.iter().enumerate())
+    // Unordered, so a slow write never holds a slot; results go back to input order.
+    let mut results: Vec<(usize, TargetResult)> = stream::iter(s.targets.iter().enumerate())
         .map(|(i, t)| async move {
             let result = write_one(c, t, plan.keys[&t.scope].clone(), plan.org.get(&i), new).await;
             match &result {
@@ -482,14 +483,17 @@ async fn store(
                 )),
                 Err(e) => out.error(&format!("Could not write {}: {e}", t.label)),
             }
-            TargetResult {
+            let result = TargetResult {
                 label: t.label.clone(),
                 result: result.map_err(|e| e.to_string()),
-            }
+            };
+            (i, result)
         })
-        .buffered(s.max_concurrency)
+        .buffer_unordered(s.max_concurrency)
         .collect()
-        .await
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 async fn write_one(
