@@ -111,6 +111,10 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
 
 /// The outputs of SPEC §7 (without `access-key`).
 pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
+    // Not due, or a dry run: only `rotated=false` (SPEC §5 step 3).
+    if o.skipped.is_some() {
+        return vec![("rotated", "false".into())];
+    }
     let updated: Vec<&str> = o
         .targets
         .iter()

@@ -23,6 +23,8 @@ pub struct Report {
     scrubber: Scrubber,
     stdout: Sink,
     stderr: Sink,
+    /// Outputs become log lines (the demo's nested runs), not `name=value` data on stdout.
+    outputs_in_log: bool,
 }
 
 /// Escapes workflow command data (`%`, CR, LF) so a message stays one annotation.
@@ -47,6 +49,7 @@ impl Report {
             scrubber,
             stdout: Arc::new(Mutex::new(std::io::stdout())),
             stderr: Arc::new(Mutex::new(std::io::stderr())),
+            outputs_in_log: false,
         }
     }
 
@@ -59,14 +62,17 @@ impl Report {
             scrubber,
             stdout,
             stderr,
+            outputs_in_log: false,
         }
     }
 
-    /// The same terminal and mode, without output or summary files (for `demo`).
+    /// The same terminal and mode, without output or summary files; outputs are logged
+    /// (for `demo`).
     pub fn detached(&self) -> Self {
         Self {
             output_file: None,
             summary_file: None,
+            outputs_in_log: true,
             ..self.clone()
         }
     }
@@ -165,6 +171,11 @@ impl Report {
         secret: Option<(&str, &SecretString)>,
     ) -> std::io::Result<()> {
         let Some(path) = &self.output_file else {
+            if self.outputs_in_log {
+                let all: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.step(&format!("Outputs: {}", all.join(" ")));
+                return Ok(());
+            }
             for (k, v) in outputs {
                 self.data(&format!("{k}={v}"));
             }

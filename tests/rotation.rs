@@ -163,6 +163,7 @@ fn min_age_skips_when_not_due_and_force_overrides() {
     let run = w.run(&[("INPUT_MIN-AGE", "1h")], &[]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.out("rotated"), "false");
+    assert_eq!(run.outputs.len(), 1);
     assert!(run.all().contains("Not due"), "{run:#?}");
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
     assert_eq!(w.live_managed().len(), 1);
@@ -189,7 +190,12 @@ fn dry_run_makes_no_mutating_request() {
     assert!(w.sb.is_live(&old.value));
     assert!(w.sb.secret(&World::repo_scope(), SECRET).is_none());
     assert_eq!(run.out("rotated"), "false");
-    assert_eq!(run.outputs.len(), 5);
+    assert_eq!(
+        run.outputs.len(),
+        1,
+        "a dry run writes only rotated=false: {:?}",
+        run.outputs
+    );
     let all = run.all();
     assert!(all.contains("create Seqera token `ci-"), "{all}");
     assert!(all.contains("repo:octo/app"), "{all}");
