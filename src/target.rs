@@ -410,6 +410,19 @@ mod tests {
 
     proptest! {
         #[test]
+        fn secret_names_valid_and_broken(name in "[A-Za-z_][A-Za-z0-9_]{0,30}", bad in "[^A-Za-z0-9_]", at in 0usize..32) {
+            prop_assume!(!name.to_ascii_uppercase().starts_with("GITHUB_"));
+            prop_assert!(SecretName::parse(&name).is_ok());
+            let mut broken = name.clone();
+            broken.insert_str(at.min(name.len()), &bad);
+            prop_assert!(SecretName::parse(&broken).is_err());
+            let reserved = format!("GITHUB_{name}");
+            let digit_first = format!("{}{name}", at % 10);
+            prop_assert!(SecretName::parse(&reserved).is_err());
+            prop_assert!(SecretName::parse(&digit_first).is_err());
+        }
+
+        #[test]
         fn repo_lines_round_trip(owner in "[A-Za-z0-9][A-Za-z0-9-]{0,20}", repo in "[A-Za-z0-9_][A-Za-z0-9._-]{0,30}",
                                  name in proptest::option::of("[A-Z_][A-Z0-9_]{0,20}")) {
             prop_assume!(name.as_deref().map(|n| !n.starts_with("GITHUB_")).unwrap_or(true));
