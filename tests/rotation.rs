@@ -319,3 +319,46 @@ fn requests_carry_the_required_headers() {
         }
     }
 }
+
+#[test]
+fn malformed_public_keys_fail_preflight_and_change_nothing() {
+    let w = World::new();
+    for (body, needle) in [
+        (r#"{"key_id":"k1","key":"not base64!"}"#, "not valid base64"),
+        (
+            r#"{"key_id":"k1","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}"#,
+            "31 bytes",
+        ),
+        (
+            r#"{"key_id":"","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#,
+            "empty key_id",
+        ),
+        (
+            r#"{"key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#,
+            "expected JSON",
+        ),
+    ] {
+        w.sb.clear_faults();
+        w.sb.clear_requests();
+        w.sb.add_fault(always(
+            Api::Github,
+            "GET",
+            "/public-key",
+            FaultAction::Status {
+                status: 200,
+                headers: vec![],
+                body: body.into(),
+            },
+        ));
+        let run = w.run(&[], &[]);
+        assert_eq!(run.code, 1, "{body}: {run:#?}");
+        assert!(run.all().contains(needle), "{body}: {}", run.all());
+        assert!(
+            run.all().contains("preflight failed, nothing was changed"),
+            "{}",
+            run.all()
+        );
+        assert!(w.mutations().is_empty(), "{body}: {:?}", w.mutations());
+        assert!(w.live_managed().is_empty());
+    }
+}
