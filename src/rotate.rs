@@ -125,19 +125,41 @@ pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option
         o.skipped = Some("dry run: nothing was changed".into());
         return (o, None);
     }
-    let new = match create(s, c, &plan, out, &mut o.notes).await {
+    let mut unresolved = Vec::new();
+    let new = match create(s, c, &plan, out, &mut o.notes, &mut unresolved).await {
         Ok(t) => t,
         Err(e) => return (o.fail(e), None),
     };
+    let (mut o, new) = verify_store_revoke(s, c, &plan, new, out, o).await;
+    if !unresolved.is_empty() {
+        // The access token may be gone (self-rotation); the kept new token is not.
+        let client = match &new {
+            Some(n) => c.seqera.with_token(n.value.clone()),
+            None => c.seqera.clone(),
+        };
+        sweep(&client, &unresolved, s.seqera.timeout, out, &mut o.notes).await;
+    }
+    (o, new)
+}
+
+/// Steps 5–7, once the new token exists; every failure says what state it leaves.
+async fn verify_store_revoke(
+    s: &Settings,
+    c: &Clients,
+    plan: &Plan,
+    new: NewToken,
+    out: &Report,
+    mut o: Outcome,
+) -> (Outcome, Option<NewToken>) {
     o.token = Some(new.info.clone());
     let new_client = c.seqera.with_token(new.value.clone());
-    if let Err(e) = verify(&new_client, &plan, out).await {
+    if let Err(e) = verify(&new_client, plan, out).await {
         let rollback = rollback(&c.seqera, &new, out).await;
         o.token = None;
         return (o.fail(RotateError::Verify(e, rollback)), None);
     }
     out.group("Store");
-    o.targets = store(s, c, &plan, &new, out).await;
+    o.targets = store(s, c, plan, &new, out).await;
     out.end_group();
     let failed: Vec<&str> = o
         .targets
@@ -159,7 +181,7 @@ pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option
         };
         return (o.fail(e), Some(new));
     }
-    let (revoked, errors) = revoke_older(s, &new_client, &plan, &new, out).await;
+    let (revoked, errors) = revoke_older(s, &new_client, plan, &new, out).await;
     o.revoked = revoked;
     if !errors.is_empty() {
         return (o.fail(RotateError::Revoke(errors.join("; "))), Some(new));
@@ -366,6 +388,7 @@ async fn create(
     plan: &Plan,
     out: &Report,
     notes: &mut Vec<String>,
+    unresolved: &mut Vec<String>,
 ) -> Result<NewToken, RotateError> {
     const ATTEMPTS: usize = 4;
     let mut taken = plan.names.clone();
@@ -406,6 +429,9 @@ async fn create(
                         "an ambiguous create left `{name}` (id {}), which was revoked",
                         orphan.id
                     ));
+                } else {
+                    // Not there yet; a slow server may still commit it. Swept at the end.
+                    unresolved.push(name.clone());
                 }
                 taken.extend(tokens.into_iter().map(|t| t.name));
                 taken.insert(name);
@@ -416,6 +442,52 @@ async fn create(
     Err(RotateError::Create(format!(
         "no free token name after {ATTEMPTS} attempts"
     )))
+}
+
+/// Revokes tokens of names whose create gave no answer and that were not listed then: they
+/// are this run's, their values are lost, and a slow server may have committed them late
+/// (so they can be newer than the run's own token, which step 7 never touches).
+async fn sweep(
+    client: &SeqeraClient,
+    names: &[String],
+    timeout: Duration,
+    out: &Report,
+    notes: &mut Vec<String>,
+) {
+    let mut pending: Vec<&String> = names.iter().collect();
+    // A request the server is still working on lands within about one more timeout.
+    for wait in [Duration::ZERO, timeout.min(Duration::from_secs(10))] {
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        let tokens = match client.list_tokens().await {
+            Ok(t) => t,
+            Err(e) => {
+                notes.push(format!(
+                    "could not re-check for late-created tokens ({e}); the next run revokes any"
+                ));
+                return;
+            }
+        };
+        let found: Vec<_> = tokens
+            .into_iter()
+            .filter(|t| pending.contains(&&t.name))
+            .collect();
+        for t in &found {
+            match client.delete_token(t.id).await {
+                Ok(_) => {
+                    out.step(&format!("Revoked `{}` (id {}), created late by an unanswered request", t.name, t.id));
+                    notes.push(format!("an unanswered create committed late as `{}` (id {}), which was revoked", t.name, t.id));
+                }
+                Err(e) => notes.push(format!(
+                    "`{}` (id {}) was created late and could not be revoked ({e}); the next run revokes it",
+                    t.name, t.id
+                )),
+            }
+            pending.retain(|n| **n != t.name);
+        }
+    }
 }
 
 /// Step 5: `GET /user-info` with the new token, retried briefly (a new token may take a

@@ -362,3 +362,36 @@ fn malformed_public_keys_fail_preflight_and_change_nothing() {
         assert!(w.live_managed().is_empty());
     }
 }
+
+#[test]
+fn a_create_that_commits_after_the_timeout_is_swept_by_the_same_run() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    // The server commits the first create 1.5 s in; the client gives up after 1 s, finds no
+    // such token yet, and creates another under a fresh name.
+    w.sb.add_fault(FaultRule {
+        api: Api::Seqera,
+        method: "POST".into(),
+        path: PathMatch::Suffix("/tokens".into()),
+        when: Occurrence::Nth(1),
+        action: FaultAction::Delay(Duration::from_millis(1500)),
+    });
+    let run = w.run(&[("INPUT_TIMEOUT", "1s")], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let in_secret = w.live_token_in(&World::repo_scope(), SECRET);
+    assert_eq!(
+        w.live_managed().iter().map(|t| t.id).collect::<Vec<_>>(),
+        [in_secret.id],
+        "no orphan"
+    );
+    assert_eq!(
+        w.sb.tokens()
+            .iter()
+            .filter(|t| t.name.starts_with("ci-"))
+            .count(),
+        3,
+        "first run, late commit, this run"
+    );
+    assert!(run.all().contains("committed late"), "{}", run.all());
+    w.assert_no_leak(&run, false);
+}
