@@ -34,6 +34,18 @@ pub enum GithubError {
     Http(#[from] HttpError),
 }
 
+impl GithubError {
+    /// Whether the request may have been performed although it failed (no clear answer).
+    pub fn maybe_performed(&self) -> bool {
+        match self {
+            GithubError::Refused { source, .. } | GithubError::Http(source) => {
+                source.maybe_performed()
+            }
+            GithubError::KeyRejected(_) | GithubError::BadKey(_) => false,
+        }
+    }
+}
+
 /// How a secret write ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
@@ -264,6 +276,7 @@ mod tests {
                 status: 403,
                 message: "Resource not accessible by integration".into(),
                 accepted_permissions: Some("secrets=write".into()),
+                after_unanswered: false,
             },
             Some(&Scope::Repo {
                 owner: "o".into(),
@@ -283,6 +296,7 @@ mod tests {
                 status: 401,
                 message: "Bad credentials".into(),
                 accepted_permissions: None,
+                after_unanswered: false,
             },
             None,
         );
@@ -292,6 +306,7 @@ mod tests {
                 status: 500,
                 message: "x".into(),
                 accepted_permissions: None,
+                after_unanswered: false,
             },
             None,
         );

@@ -127,6 +127,8 @@ pub enum HttpError {
         message: String,
         /// GitHub's `x-accepted-github-permissions` header.
         accepted_permissions: Option<String>,
+        /// An earlier attempt got no answer, so it may have been performed.
+        after_unanswered: bool,
     },
     /// A wait the server asked for would pass the run's waiting cap.
     #[error("rate limited: the server asks to wait {}s, more than this run may wait; try again after {retry_at}", wait.as_secs())]
@@ -135,6 +137,8 @@ pub enum HttpError {
         wait: Duration,
         /// When to try again (UTC).
         retry_at: String,
+        /// An earlier attempt got no answer, so it may have been performed.
+        after_unanswered: bool,
     },
     /// The answer was not what the API document promises.
     #[error("{detail}")]
@@ -145,6 +149,21 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Whether the request may have been performed although it failed: some attempt got no
+    /// (or no usable) answer after it may have reached the server.
+    pub fn maybe_performed(&self) -> bool {
+        match self {
+            HttpError::Transport { maybe_sent, .. } => *maybe_sent,
+            HttpError::Status {
+                after_unanswered, ..
+            }
+            | HttpError::RateLimited {
+                after_unanswered, ..
+            } => *after_unanswered,
+            HttpError::Decode { .. } => false,
+        }
+    }
+
     /// The status code, if the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -200,10 +219,13 @@ impl Http {
         retry: Retry,
     ) -> Result<Response, HttpError> {
         let mut attempt = 0u32;
+        let mut unanswered = false;
         loop {
             let result = self
                 .once(api, method.clone(), url.clone(), bearer, body)
-                .await;
+                .await
+                .and_then(reject_broken_success);
+            unanswered |= matches!(&result, Err(e) if e.maybe_performed());
             let wait = match &result {
                 Ok(r) if r.status.is_success() => return result,
                 Ok(r) => retry_wait(
@@ -225,25 +247,29 @@ impl Http {
             };
             let Some(wait) = wait else {
                 return match result {
-                    Ok(r) => Err(self.status_error(&r)),
+                    Ok(r) => Err(self.status_error(&r, unanswered)),
                     Err(e) => Err(e),
                 };
             };
-            self.reserve(wait)?;
+            self.reserve(wait, unanswered)?;
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
     /// Takes `wait` out of the run's waiting budget, or fails at once saying when to retry.
-    fn reserve(&self, wait: Duration) -> Result<(), HttpError> {
+    fn reserve(&self, wait: Duration, after_unanswered: bool) -> Result<(), HttpError> {
         let mut waited = self.waited.lock().expect("budget lock");
         if *waited + wait > self.policy.wait_cap {
             let at = time::OffsetDateTime::now_utc() + wait;
             let retry_at = at
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_else(|_| format!("{}s", wait.as_secs()));
-            return Err(HttpError::RateLimited { wait, retry_at });
+            return Err(HttpError::RateLimited {
+                wait,
+                retry_at,
+                after_unanswered,
+            });
         }
         *waited += wait;
         Ok(())
@@ -311,7 +337,7 @@ impl Http {
         }
     }
 
-    fn status_error(&self, r: &Response) -> HttpError {
+    fn status_error(&self, r: &Response, after_unanswered: bool) -> HttpError {
         let message = if r.status.is_redirection() {
             "redirect not followed (credentials are never sent to another location)".to_string()
         } else {
@@ -325,8 +351,33 @@ impl Http {
                 .get("x-accepted-github-permissions")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            after_unanswered,
         }
     }
+}
+
+/// A 2xx whose JSON body does not parse was cut short or mangled on the way: it is treated
+/// like a cut connection (retried when idempotent, ambiguous for a create), never a success.
+fn reject_broken_success(r: Response) -> Result<Response, HttpError> {
+    let json = r
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("json"));
+    if r.status.is_success()
+        && json
+        && !r.body.is_empty()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&r.body).is_err()
+    {
+        return Err(HttpError::Transport {
+            detail: format!(
+                "HTTP {} with a JSON body that is cut short or invalid",
+                r.status.as_u16()
+            ),
+            maybe_sent: true,
+        });
+    }
+    Ok(r)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -672,10 +723,11 @@ mod tests {
     #[test]
     fn budget_caps_total_waiting() {
         let http = Http::new(policy(), Scrubber::default()).unwrap();
-        http.reserve(Duration::from_secs(200)).unwrap();
-        let e = http.reserve(Duration::from_secs(101)).unwrap_err();
+        http.reserve(Duration::from_secs(200), false).unwrap();
+        let e = http.reserve(Duration::from_secs(101), true).unwrap_err();
         assert!(e.to_string().contains("try again after"), "{e}");
-        http.reserve(Duration::from_secs(100)).unwrap();
+        assert!(e.maybe_performed());
+        http.reserve(Duration::from_secs(100), false).unwrap();
     }
 
     #[test]

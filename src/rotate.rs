@@ -50,6 +50,8 @@ pub struct TargetResult {
     pub label: String,
     /// Created / updated, or why not.
     pub result: Result<Written, String>,
+    /// Failed without a clear answer: GitHub may have stored the value anyway.
+    pub maybe_written: bool,
 }
 
 /// A step that failed.
@@ -128,7 +130,12 @@ pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option
     let mut unresolved = Vec::new();
     let new = match create(s, c, &plan, out, &mut o.notes, &mut unresolved).await {
         Ok(t) => t,
-        Err(e) => return (o.fail(e), None),
+        Err(e) => {
+            if !unresolved.is_empty() {
+                sweep(&c.seqera, &unresolved, s.seqera.timeout, out, &mut o.notes).await;
+            }
+            return (o.fail(e), None);
+        }
     };
     let (mut o, new) = verify_store_revoke(s, c, &plan, new, out, o).await;
     if !unresolved.is_empty() {
@@ -167,7 +174,10 @@ async fn verify_store_revoke(
         .filter(|t| t.result.is_err())
         .map(|t| t.label.as_str())
         .collect();
-    if failed.len() == o.targets.len() {
+    // Roll back only when no target can hold the new token: a write without a clear answer
+    // may have been stored, and then revoking the new token would leave that target broken.
+    let maybe_written = o.targets.iter().any(|t| t.maybe_written);
+    if failed.len() == o.targets.len() && !maybe_written {
         let rollback = rollback(&new_client, &new, out).await;
         o.token = None;
         return (o.fail(RotateError::StoreAll(rollback)), None);
@@ -391,6 +401,7 @@ async fn create(
     unresolved: &mut Vec<String>,
 ) -> Result<NewToken, RotateError> {
     const ATTEMPTS: usize = 4;
+    let mut last_error = None;
     let mut taken = plan.names.clone();
     let mut at = OffsetDateTime::now_utc();
     for _ in 0..ATTEMPTS {
@@ -435,13 +446,15 @@ async fn create(
                 }
                 taken.extend(tokens.into_iter().map(|t| t.name));
                 taken.insert(name);
+                last_error = Some(seqera_hint(&e));
             }
             Err(e) => return Err(RotateError::Create(seqera_hint(&e))),
         }
     }
-    Err(RotateError::Create(format!(
-        "no free token name after {ATTEMPTS} attempts"
-    )))
+    Err(RotateError::Create(match last_error {
+        Some(e) => format!("{ATTEMPTS} attempts gave no clear answer, the last: {e}"),
+        None => format!("no free token name after {ATTEMPTS} attempts"),
+    }))
 }
 
 /// Revokes tokens of names whose create gave no answer and that were not listed then: they
@@ -555,9 +568,11 @@ async fn store(
                 )),
                 Err(e) => out.error(&format!("Could not write {}: {e}", t.label)),
             }
+            let maybe_written = matches!(&result, Err(e) if e.maybe_performed());
             let result = TargetResult {
                 label: t.label.clone(),
                 result: result.map_err(|e| e.to_string()),
+                maybe_written,
             };
             (i, result)
         })
