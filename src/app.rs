@@ -121,23 +121,16 @@ pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
         .filter(|t| t.result.is_ok())
         .map(|t| t.label.as_str())
         .collect();
+    let token = o.token.as_ref().filter(|_| o.rotated);
     vec![
         ("rotated", o.rotated.to_string()),
         (
             "token-id",
-            o.token
-                .as_ref()
-                .filter(|_| o.rotated)
-                .map(|t| t.id.to_string())
-                .unwrap_or_default(),
+            token.map(|t| t.id.to_string()).unwrap_or_default(),
         ),
         (
             "token-name",
-            o.token
-                .as_ref()
-                .filter(|_| o.rotated)
-                .map(|t| t.name.clone())
-                .unwrap_or_default(),
+            token.map(|t| t.name.clone()).unwrap_or_default(),
         ),
         (
             "revoked-token-ids",

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
 
-use crate::http::{endpoint, Api, Http, HttpError, Response, Retry};
+use crate::http::{Api, ApiClient, Http, HttpError, Response, Retry};
 use crate::seal::{KeyError, PublicKey};
 use crate::target::Scope;
 
@@ -87,17 +87,12 @@ struct RepoResponse {
 
 /// A GitHub REST client authenticated with one token.
 #[derive(Clone)]
-pub struct GithubClient {
-    http: Http,
-    base: Url,
-    token: SecretString,
-}
+pub struct GithubClient(ApiClient);
 
 impl GithubClient {
     /// A client for `base` (used exactly as given) with `token`.
     pub fn new(http: Http, base: Url, token: SecretString) -> Self {
-        http.scrubber.add(&token);
-        Self { http, base, token }
+        Self(ApiClient::new(http, Api::Github, base, token))
     }
 
     async fn call(
@@ -107,21 +102,14 @@ impl GithubClient {
         body: Option<&serde_json::Value>,
         scope: Option<&Scope>,
     ) -> Result<Response, GithubError> {
-        self.http
-            .send(
-                Api::Github,
-                method,
-                url,
-                &self.token,
-                body,
-                Retry::Idempotent,
-            )
+        self.0
+            .send(method, url, body, Retry::Idempotent)
             .await
             .map_err(|e| refused(e, scope))
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        endpoint(&self.base, segments)
+        self.0.url(segments)
     }
 
     /// `GET …/secrets/public-key` of a scope.

@@ -524,6 +524,56 @@ fn parse_retry_after(h: &HeaderMap, now: u64) -> Option<Duration> {
     Some(Duration::from_secs(epoch.saturating_sub(now)))
 }
 
+/// One API at one base URL with one bearer token: what both clients are built on.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: Http,
+    api: Api,
+    base: Url,
+    token: SecretString,
+}
+
+impl ApiClient {
+    /// A client for `base` (used exactly as given); the token is registered for scrubbing.
+    pub fn new(http: Http, api: Api, base: Url, token: SecretString) -> Self {
+        http.scrubber.add(&token);
+        Self {
+            http,
+            api,
+            base,
+            token,
+        }
+    }
+
+    /// The same API authenticating with another token.
+    pub fn with_token(&self, token: SecretString) -> Self {
+        Self::new(self.http.clone(), self.api, self.base.clone(), token)
+    }
+
+    /// `base` + percent-encoded `segments`.
+    pub fn url(&self, segments: &[&str]) -> Url {
+        endpoint(&self.base, segments)
+    }
+
+    /// Sends with the retry policy (see [`Http::send`]).
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        retry: Retry,
+    ) -> Result<Response, HttpError> {
+        self.http
+            .send(self.api, method, url, &self.token, body, retry)
+            .await
+    }
+
+    /// Registers another value (e.g. a token just received) for scrubbing.
+    pub fn hide(&self, value: &SecretString) {
+        self.http.scrubber.add(value);
+    }
+}
+
 /// Appends path segments to a base URL, percent-encoding each, keeping the base path exactly
 /// (`https://host/api` + `tokens` → `https://host/api/tokens`).
 pub fn endpoint(base: &Url, segments: &[&str]) -> Url {

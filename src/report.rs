@@ -122,21 +122,21 @@ impl Report {
 
     /// A warning: `::warning::` in Actions.
     pub fn warning(&self, msg: &str) {
-        let msg = self.scrubber.scrub(msg);
-        if self.actions {
-            self.write(&self.stdout, &format!("::warning::{}", escape_data(&msg)));
-        } else {
-            self.write(&self.stderr, &format!("warning: {msg}"));
-        }
+        self.annotate("warning", msg);
     }
 
     /// A failure: `::error::` in Actions.
     pub fn error(&self, msg: &str) {
+        self.annotate("error", msg);
+    }
+
+    /// `::<kind>::msg` in Actions, `<kind>: msg` on stderr otherwise.
+    fn annotate(&self, kind: &str, msg: &str) {
         let msg = self.scrubber.scrub(msg);
         if self.actions {
-            self.write(&self.stdout, &format!("::error::{}", escape_data(&msg)));
+            self.write(&self.stdout, &format!("::{kind}::{}", escape_data(&msg)));
         } else {
-            self.write(&self.stderr, &format!("error: {msg}"));
+            self.write(&self.stderr, &format!("{kind}: {msg}"));
         }
     }
 

@@ -10,7 +10,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::http::{endpoint, Api, Http, HttpError, Retry};
+use crate::http::{Api, ApiClient, Http, HttpError, Retry};
 
 /// `AccessToken` of the API document; never holds the value.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -127,22 +127,17 @@ fn classify(e: HttpError) -> SeqeraError {
 
 /// A Seqera API client authenticated with one token.
 #[derive(Clone)]
-pub struct SeqeraClient {
-    http: Http,
-    base: Url,
-    token: SecretString,
-}
+pub struct SeqeraClient(ApiClient);
 
 impl SeqeraClient {
     /// A client for `base` (used exactly as given) with `token`.
     pub fn new(http: Http, base: Url, token: SecretString) -> Self {
-        http.scrubber.add(&token);
-        Self { http, base, token }
+        Self(ApiClient::new(http, Api::Seqera, base, token))
     }
 
     /// The same client authenticating with another token.
     pub fn with_token(&self, token: SecretString) -> Self {
-        Self::new(self.http.clone(), self.base.clone(), token)
+        Self(self.0.with_token(token))
     }
 
     async fn call(
@@ -152,15 +147,8 @@ impl SeqeraClient {
         body: Option<&serde_json::Value>,
         retry: Retry,
     ) -> Result<crate::http::Response, SeqeraError> {
-        self.http
-            .send(
-                Api::Seqera,
-                method,
-                endpoint(&self.base, path),
-                &self.token,
-                body,
-                retry,
-            )
+        self.0
+            .send(method, self.0.url(path), body, retry)
             .await
             .map_err(classify)
     }
@@ -191,7 +179,7 @@ impl SeqeraClient {
             .json()?;
         match (r.access_key, r.token) {
             (Some(value), Some(info)) => {
-                self.http.scrubber.add(&value);
+                self.0.hide(&value);
                 Ok(NewToken { info, value })
             }
             _ => Err(SeqeraError::Http(HttpError::Decode {
