@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use crypto_box::aead::OsRng;
 use crypto_box::SecretKey;
-use rand::Rng;
+use rand::RngCore;
 
 /// A scope's current key pair.
 pub(crate) struct KeyPair {

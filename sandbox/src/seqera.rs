@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hyper::Method;
-use rand::Rng;
+use rand::RngCore;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
