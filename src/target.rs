@@ -231,6 +231,18 @@ fn strip_comment(line: &str) -> &str {
 
 /// Parses the `targets` setting: one target per non-empty line, `#` comments,
 /// `kind:path[=SECRET_NAME]`. Duplicates (same scope and secret name) are an error.
+///
+/// ```
+/// use seqera_token_rotate::target::{parse_targets, SecretName};
+///
+/// let default = SecretName::parse("TOWER_ACCESS_TOKEN").unwrap();
+/// let targets = parse_targets("# where the token goes\nrepo:octo/app\nenv:octo/app/prod eu=PROD\n", &default).unwrap();
+/// let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
+/// assert_eq!(labels, ["repo:octo/app", "env:octo/app/prod eu=PROD"]);
+///
+/// let err = parse_targets("repo:octo/app\nrepo:octo/app", &default).unwrap_err();
+/// assert_eq!(err.to_string(), "targets line 2: `repo:octo/app` is the same target as line 1");
+/// ```
 pub fn parse_targets(
     text: &str,
     default_name: &SecretName,
