@@ -86,8 +86,11 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
         .as_ref()
         .filter(|_| s.expose_access_key)
         .map(|n| ("access-key", &n.value));
-    if let Err(e) = out.outputs(&outputs(&outcome), secret) {
-        out.error(&format!("could not write GITHUB_OUTPUT: {e}"));
+    let outputs_written = out.outputs(&outputs(&outcome), secret);
+    if let Err(e) = &outputs_written {
+        out.error(&format!(
+            "could not write the step outputs to GITHUB_OUTPUT ({e}); later steps will not see them"
+        ));
     }
     if let Err(e) = out.summary(&summary(&s, &outcome)) {
         out.warning(&format!("could not write the job summary: {e}"));
@@ -104,7 +107,11 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
             if outcome.rotated {
                 out.step("Done: every target holds the new token.");
             }
-            EXIT_OK
+            if outputs_written.is_err() {
+                EXIT_FAILED
+            } else {
+                EXIT_OK
+            }
         }
     }
 }

@@ -151,6 +151,18 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Whether both name the same GitHub secret: GitHub compares owner, repository,
+    /// environment and secret names without regard to case.
+    pub fn same_secret(&self, other: &Target) -> bool {
+        self.scope.spec().eq_ignore_ascii_case(&other.scope.spec())
+            && self
+                .secret_name
+                .as_str()
+                .eq_ignore_ascii_case(other.secret_name.as_str())
+    }
+}
+
 /// A `targets` line that could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("targets line {line}: {reason}")]
@@ -259,10 +271,7 @@ pub fn parse_targets(
             reason,
         };
         let target = parse_target_line(line, default_name).map_err(err)?;
-        if let Some((first, _)) = out
-            .iter()
-            .find(|(_, t)| t.scope == target.scope && t.secret_name == target.secret_name)
-        {
+        if let Some((first, _)) = out.iter().find(|(_, t)| t.same_secret(&target)) {
             return Err(err(format!(
                 "`{}` is the same target as line {first}",
                 target.label
@@ -411,6 +420,18 @@ mod tests {
             assert_eq!(e.line, line, "{text}");
             assert!(e.to_string().contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn duplicates_ignore_case_like_github() {
+        let e = parse_targets(
+            "repo:octo/app\nrepo:Octo/App=tower_access_token",
+            &default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse_targets("env:o/r/Prod\nenv:o/r/prod", &default()).unwrap_err();
+        assert_eq!(e.line, 2);
     }
 
     #[test]

@@ -75,3 +75,48 @@ fn revoke_keeps_the_newest_and_respects_dry_run() {
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(w.sb.is_live(&c.value));
 }
+
+#[test]
+fn revoke_older_than_spares_recent_tokens_and_revokes_the_access_token_last() {
+    let w = World::new();
+    let old = w.sb.create_token(w.user, "ci-20240101-000000");
+    let recent = w.sb.create_token(w.user, "ci-20261101-000000");
+    // The access token is itself a managed token, older than 30 days.
+    let me = w.sb.create_token(w.user, "ci");
+    w.sb.backdate_token(old.id, std::time::Duration::from_secs(90 * 86400));
+    w.sb.backdate_token(me.id, std::time::Duration::from_secs(60 * 86400));
+    let run = w.run(
+        &[("INPUT_SEQERA-ACCESS-TOKEN", me.value.as_str())],
+        &["revoke", "--keep", "0", "--older-than", "30d"],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!w.sb.is_live(&old.value) && !w.sb.is_live(&me.value));
+    assert!(w.sb.is_live(&recent.value), "younger than 30 days");
+    let deletes: Vec<String> =
+        w.sb.requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.path)
+            .collect();
+    assert_eq!(
+        deletes.last().unwrap(),
+        &format!("/api/tokens/{}", me.id),
+        "own token last: {deletes:?}"
+    );
+    w.assert_no_leak(&run, false);
+}
+
+#[test]
+fn an_unwritable_github_output_fails_the_run_after_a_good_rotation() {
+    let w = World::new();
+    let run = w.run(&[("GITHUB_OUTPUT", "/nonexistent-dir/output")], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stdout
+            .contains("::error::could not write the step outputs"),
+        "{}",
+        run.stdout
+    );
+    // The rotation itself is complete and safe.
+    w.live_token_in(&World::repo_scope(), SECRET);
+}
