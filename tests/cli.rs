@@ -120,3 +120,21 @@ fn an_unwritable_github_output_fails_the_run_after_a_good_rotation() {
     // The rotation itself is complete and safe.
     w.live_token_in(&World::repo_scope(), SECRET);
 }
+
+/// The exact message and exit status a user sees for bad settings on a terminal.
+#[test]
+fn usage_errors_on_a_terminal_snapshot() {
+    let o = Command::new(BIN)
+        .env_clear()
+        .env("INPUT_TOKEN-NAME", "a name with spaces")
+        .env("INPUT_MIN-AGE", "7")
+        .env("INPUT_TARGETS", "repo:octo/app\nvault:octo/app")
+        .env("TOWER_ACCESS_TOKEN", "x-secret-value")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(!stderr.contains("x-secret-value"));
+    insta::assert_snapshot!("usage_errors", stderr);
+}
