@@ -20,6 +20,8 @@ use crate::target::{Scope, Target};
 
 /// Seqera tokens revoked at once (Seqera allows about 20 requests/s per token).
 const REVOKE_CONCURRENCY: usize = 4;
+/// Revocation starts at least this far apart: at most 20 per second.
+const REVOKE_SPACING: Duration = Duration::from_millis(50);
 
 /// The two clients a rotation uses.
 pub struct Clients {
@@ -624,14 +626,17 @@ async fn revoke_older(
             "Keeping {kept} previous token(s) alive (keep-previous)"
         ));
     }
-    let results: Vec<(TokenInfo, Result<bool, SeqeraError>)> = stream::iter(victims)
-        .map(|t| async move {
-            let r = new_client.delete_token(t.id).await;
-            (t, r)
-        })
-        .buffered(REVOKE_CONCURRENCY)
-        .collect()
-        .await;
+    let started = tokio::time::Instant::now();
+    let results: Vec<(TokenInfo, Result<bool, SeqeraError>)> =
+        stream::iter(victims.into_iter().enumerate())
+            .map(|(i, t)| async move {
+                tokio::time::sleep_until(started + REVOKE_SPACING * i as u32).await;
+                let r = new_client.delete_token(t.id).await;
+                (t, r)
+            })
+            .buffered(REVOKE_CONCURRENCY)
+            .collect()
+            .await;
     let mut revoked = Vec::new();
     let mut errors = Vec::new();
     for (t, r) in results {

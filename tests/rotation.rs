@@ -395,3 +395,28 @@ fn a_create_that_commits_after_the_timeout_is_swept_by_the_same_run() {
     assert!(run.all().contains("committed late"), "{}", run.all());
     w.assert_no_leak(&run, false);
 }
+
+#[test]
+fn many_revocations_stay_under_seqeras_rate_limit() {
+    let w = World::new();
+    for m in 1..=9 {
+        w.sb.create_token(w.user, &format!("ci-202501{m:02}-000000"));
+    }
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.out("revoked-token-ids").split(',').count(), 9);
+    let at: Vec<_> =
+        w.sb.requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.received_at)
+            .collect();
+    assert_eq!(at.len(), 9);
+    // Seqera allows about 20 requests/s per token: 9 revocations take at least 8 × 50 ms.
+    let span = *at.iter().max().unwrap() - *at.iter().min().unwrap();
+    assert!(
+        span >= Duration::from_millis(390),
+        "9 revocations within {span:?}"
+    );
+    assert_eq!(w.live_managed().len(), 1);
+}
