@@ -12,7 +12,7 @@ use crate::http::{Http, Policy};
 use crate::naming;
 use crate::report::Report;
 use crate::rotate::{rotate, Clients, Outcome};
-use crate::seqera::{token_id_of, SeqeraClient};
+use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{parse_duration, Raw, SeqeraSettings, Settings, SettingsError};
 
 /// Exit code: done.
@@ -216,16 +216,23 @@ pub fn summary(s: &Settings, o: &Outcome) -> String {
     m
 }
 
-fn seqera_only(
+/// What `list` and `revoke` start from: Seqera settings, a client, and the user's tokens.
+async fn seqera_tokens(
     raw: &Raw,
     env: Env<'_>,
     out: &Report,
-) -> Result<(SeqeraSettings, SeqeraClient), u8> {
+) -> Result<(SeqeraSettings, SeqeraClient, Vec<TokenInfo>), u8> {
     let s = SeqeraSettings::from_raw(raw).map_err(|e| usage_error(&e, out))?;
     out.mask(&s.access_token);
     let http = http(&s, out, env)?;
     let client = SeqeraClient::new(http, s.api_url.clone(), s.access_token.clone());
-    Ok((s, client))
+    match client.list_tokens().await {
+        Ok(tokens) => Ok((s, client, tokens)),
+        Err(e) => {
+            out.error(&format!("could not list the Seqera tokens: {e}"));
+            Err(EXIT_FAILED)
+        }
+    }
 }
 
 fn date(t: Option<OffsetDateTime>) -> String {
@@ -240,16 +247,9 @@ fn date(t: Option<OffsetDateTime>) -> String {
 }
 
 async fn run_list(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
-    let (s, client) = match seqera_only(raw, env, out) {
+    let (s, _, tokens) = match seqera_tokens(raw, env, out).await {
         Ok(x) => x,
         Err(code) => return code,
-    };
-    let tokens = match client.list_tokens().await {
-        Ok(t) => t,
-        Err(e) => {
-            out.error(&format!("could not list the Seqera tokens: {e}"));
-            return EXIT_FAILED;
-        }
     };
     let managed = naming::managed(&s.token_name, &tokens);
     out.data(&format!(
@@ -286,16 +286,9 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
             return EXIT_USAGE;
         }
     };
-    let (s, client) = match seqera_only(raw, env, out) {
+    let (s, client, tokens) = match seqera_tokens(raw, env, out).await {
         Ok(x) => x,
         Err(code) => return code,
-    };
-    let tokens = match client.list_tokens().await {
-        Ok(t) => t,
-        Err(e) => {
-            out.error(&format!("could not list the Seqera tokens: {e}"));
-            return EXIT_FAILED;
-        }
     };
     let now = OffsetDateTime::now_utc();
     let mut victims: Vec<_> = naming::managed(&s.token_name, &tokens)
