@@ -35,7 +35,13 @@ impl Scrubber {
     /// Remembers a value to hide.
     pub fn add(&self, value: &SecretString) {
         if value.expose_secret().len() >= 4 {
-            self.0.write().expect("scrubber lock").push(value.clone());
+            let mut known = self.0.write().expect("scrubber lock");
+            if !known
+                .iter()
+                .any(|k| k.expose_secret() == value.expose_secret())
+            {
+                known.push(value.clone());
+            }
         }
     }
 
@@ -741,33 +747,10 @@ mod tests {
             maybe_sent: false,
         };
         let p = policy();
-        assert!(retry_wait(
-            Api::Github,
-            Retry::Idempotent,
-            Outcome::NoAnswer(&sent),
-            0,
-            &p,
-            0
-        )
-        .is_some());
-        assert!(retry_wait(
-            Api::Seqera,
-            Retry::Never,
-            Outcome::NoAnswer(&sent),
-            0,
-            &p,
-            0
-        )
-        .is_none());
-        assert!(retry_wait(
-            Api::Seqera,
-            Retry::Never,
-            Outcome::NoAnswer(&unsent),
-            0,
-            &p,
-            0
-        )
-        .is_some());
+        let wait = |api, retry, e| retry_wait(api, retry, Outcome::NoAnswer(e), 0, &p, 0);
+        assert!(wait(Api::Github, Retry::Idempotent, &sent).is_some());
+        assert!(wait(Api::Seqera, Retry::Never, &sent).is_none());
+        assert!(wait(Api::Seqera, Retry::Never, &unsent).is_some());
     }
 
     #[test]
@@ -790,6 +773,8 @@ mod tests {
             "bad tok-secret-value"
         );
         assert_eq!(s.scrub("bad tok-secret-value!"), "bad ***!");
+        s.add(&SecretString::from("tok-secret-value"));
+        assert_eq!(s.0.read().unwrap().len(), 1, "a value is kept once");
         assert!(describe_body(&h, b"<html><body>502</body></html>").contains("HTML page"));
         assert_eq!(describe_body(&h, &[b'x'; 1000]).chars().count(), 301);
     }

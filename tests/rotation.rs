@@ -420,3 +420,50 @@ fn many_revocations_stay_under_seqeras_rate_limit() {
     );
     assert_eq!(w.live_managed().len(), 1);
 }
+
+#[test]
+fn a_new_token_of_another_user_fails_verification_and_is_rolled_back() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    let old = w.live_token_in(&World::repo_scope(), SECRET);
+    // The verification call (2nd user-info) answers for somebody else.
+    w.sb.add_fault(FaultRule {
+        api: Api::Seqera,
+        method: "GET".into(),
+        path: PathMatch::Suffix("/user-info".into()),
+        when: Occurrence::Nth(2),
+        action: FaultAction::Status {
+            status: 200,
+            headers: vec![],
+            body: r#"{"user":{"id":999,"userName":"mallory"}}"#.into(),
+        },
+    });
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.all().contains("belongs to user id 999"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        w.live_managed().iter().map(|t| t.id).collect::<Vec<_>>(),
+        [old.id]
+    );
+    assert_eq!(w.live_token_in(&World::repo_scope(), SECRET).id, old.id);
+}
+
+#[test]
+fn a_revoke_answered_404_counts_as_already_revoked() {
+    let w = World::new();
+    let gone = w.sb.create_token(w.user, "ci-20250101-000000");
+    w.sb.add_fault(always(
+        Api::Seqera,
+        "DELETE",
+        "/tokens/",
+        FaultAction::status(404),
+    ));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.out("revoked-token-ids"), gone.id.to_string());
+    assert!(run.all().contains("already gone"), "{}", run.all());
+}
