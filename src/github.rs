@@ -6,6 +6,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
 use thiserror::Error;
+use time::OffsetDateTime;
 use url::Url;
 
 use crate::http::{Api, ApiClient, Http, HttpError, Response, Retry};
@@ -70,9 +71,16 @@ struct KeyResponse {
     key: String,
 }
 
-#[derive(Deserialize)]
-struct OrgSecretResponse {
-    visibility: String,
+/// A secret's metadata as GitHub shows it (`GET …/secrets/{name}`); GitHub never returns
+/// a value.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// Last write, in whole seconds (GitHub's resolution).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Organization secrets only: `all`, `private` or `selected`.
+    #[serde(default)]
+    pub visibility: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -162,24 +170,42 @@ impl GithubClient {
         }
     }
 
-    /// `GET /orgs/{org}/actions/secrets/{name}`: the current visibility, or None if absent.
-    pub async fn org_secret_visibility(
+    /// `GET …/secrets/{name}`: the secret's metadata, or None if it does not exist.
+    pub async fn secret_metadata(
         &self,
         scope: &Scope,
         name: &str,
-    ) -> Result<Option<String>, GithubError> {
+    ) -> Result<Option<SecretMeta>, GithubError> {
         let mut path = scope.collection();
         path.push(name);
         match self
             .call(Method::GET, self.url(&path), None, Some(scope))
             .await
         {
-            Ok(r) => Ok(Some(r.json::<OrgSecretResponse>()?.visibility)),
+            Ok(r) => Ok(Some(r.json::<SecretMeta>()?)),
             Err(GithubError::Refused {
                 source: HttpError::Status { status: 404, .. },
                 ..
             }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /orgs/{org}/actions/secrets/{name}`: the current visibility, or None if absent.
+    pub async fn org_secret_visibility(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<String>, GithubError> {
+        match self.secret_metadata(scope, name).await? {
+            Some(SecretMeta {
+                visibility: Some(v),
+                ..
+            }) => Ok(Some(v)),
+            Some(_) => Err(GithubError::Http(HttpError::Decode {
+                detail: "the organization secret's metadata has no `visibility`".into(),
+            })),
+            None => Ok(None),
         }
     }
 
