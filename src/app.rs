@@ -40,6 +40,45 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     }
 }
 
+/// A command line clap refused. Help and version are printed as clap formats them; any other
+/// error is told in our words, naming flags but never repeating a value or a stray argument:
+/// a pasted token is a common slip, and the usage error must not print it.
+pub fn command_line_error(e: &clap::Error, out: &Report) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Only our own text: the help, or the version.
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE);
+        }
+        _ => {}
+    }
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) if a.starts_with('-') => {
+            Some(a.split(['=', ' ']).next().unwrap_or(a).to_string())
+        }
+        _ => None,
+    };
+    let what = match (e.kind(), &flag) {
+        (ErrorKind::UnknownArgument, Some(f)) => format!("unknown flag `{f}`"),
+        (ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand, None) => {
+            "unexpected argument (not shown: it may be a credential); settings are flags such as --token-name, or INPUT_* variables".to_string()
+        }
+        (ErrorKind::InvalidUtf8, _) => "an argument is not valid UTF-8".to_string(),
+        (kind, Some(f)) => format!("{kind} (`{f}`)"),
+        (kind, None) => kind.to_string(),
+    };
+    let hint = match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) if s.starts_with("--") => format!("; did you mean `{s}`?"),
+        _ => String::new(),
+    };
+    out.error(&format!("{what}{hint}"));
+    out.step("Nothing was sent. See --help for every setting.");
+    EXIT_USAGE
+}
+
 fn usage_error(e: &SettingsError, out: &Report) -> u8 {
     for p in &e.0 {
         out.error(&p.to_string());

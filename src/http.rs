@@ -2,11 +2,12 @@
 //! backoff / rate-limit policy of SPEC §5, error classification, and scrubbing of token
 //! values from anything quoted back to the user. Knows nothing of the protocol.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, RETRY_AFTER,
+    USER_AGENT,
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -14,6 +15,14 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 use url::Url;
 use zeroize::Zeroizing;
+
+use crate::text::printable;
+
+/// The longest answer body read (far above any real answer of these APIs: a page of 100
+/// repositories is under 1 MiB); a longer one is refused unread.
+pub const MAX_BODY: usize = 8 << 20;
+/// How much of a server's message an error quotes (after scrubbing the whole message).
+const MAX_MESSAGE: usize = 300;
 
 /// Which API a request goes to: decides the headers and how a 403 is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,35 +36,7 @@ pub enum Api {
 /// The `User-Agent` of every request.
 pub const USER_AGENT_VALUE: &str = concat!("seqera-token-rotate/", env!("CARGO_PKG_VERSION"));
 
-/// Known secret values; any text quoted from a server or a library passes through here.
-#[derive(Clone, Default)]
-pub struct Scrubber(Arc<RwLock<Vec<SecretString>>>);
-
-impl Scrubber {
-    /// Remembers a value to hide.
-    pub fn add(&self, value: &SecretString) {
-        if value.expose_secret().len() >= 4 {
-            let mut known = self.0.write().expect("scrubber lock");
-            if !known
-                .iter()
-                .any(|k| k.expose_secret() == value.expose_secret())
-            {
-                known.push(value.clone());
-            }
-        }
-    }
-
-    /// Replaces every known value with `***`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in self.0.read().expect("scrubber lock").iter() {
-            if out.contains(v.expose_secret()) {
-                out = out.replace(v.expose_secret(), "***");
-            }
-        }
-        out
-    }
-}
+pub use crate::text::Scrubber;
 
 /// How a request may be repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +166,8 @@ pub struct Http {
     client: reqwest::Client,
     policy: Policy,
     waited: Arc<Mutex<Duration>>,
+    /// The latest `Date` of each server (Seqera, GitHub).
+    dates: Arc<Mutex<(Option<SystemTime>, Option<SystemTime>)>>,
     /// Values never to show.
     pub scrubber: Scrubber,
 }
@@ -209,6 +192,7 @@ impl Http {
             client,
             policy,
             waited: Arc::default(),
+            dates: Arc::default(),
             scrubber,
         })
     }
@@ -231,7 +215,13 @@ impl Http {
                 .once(api, method.clone(), url.clone(), bearer, body)
                 .await
                 .and_then(reject_broken_success);
-            unanswered |= matches!(&result, Err(e) if e.maybe_performed());
+            // A request that reached the server and got no clear answer may have been
+            // performed: a cut or timeout after sending, or a server error (a gateway that
+            // committed the write and then answered 502/503/504).
+            unanswered |= match &result {
+                Ok(r) => maybe_performed_status(r.status),
+                Err(e) => e.maybe_performed(),
+            };
             let wait = match &result {
                 Ok(r) if r.status.is_success() => return result,
                 Ok(r) => retry_wait(
@@ -263,21 +253,57 @@ impl Http {
         }
     }
 
+    /// The latest `Date` a server of `api` sent (whole seconds): the server's own clock, to
+    /// compare with times it reports (GitHub's `updated_at`).
+    pub fn server_time(&self, api: Api) -> Option<SystemTime> {
+        let dates = self.dates.lock().unwrap_or_else(|p| p.into_inner());
+        match api {
+            Api::Seqera => dates.0,
+            Api::Github => dates.1,
+        }
+    }
+
+    fn saw_date(&self, api: Api, headers: &HeaderMap) {
+        let Some(date) = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return;
+        };
+        let mut dates = self.dates.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match api {
+            Api::Seqera => &mut dates.0,
+            Api::Github => &mut dates.1,
+        };
+        if slot.map_or(true, |d| d < date) {
+            *slot = Some(date);
+        }
+    }
+
     /// Takes `wait` out of the run's waiting budget, or fails at once saying when to retry.
     fn reserve(&self, wait: Duration, after_unanswered: bool) -> Result<(), HttpError> {
-        let mut waited = self.waited.lock().expect("budget lock");
-        if *waited + wait > self.policy.wait_cap {
-            let at = time::OffsetDateTime::now_utc() + wait;
-            let retry_at = at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| format!("{}s", wait.as_secs()));
+        let mut waited = self.waited.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked: a server may ask for any wait at all (`Retry-After: 300000000000`).
+        let total = waited
+            .checked_add(wait)
+            .filter(|t| *t <= self.policy.wait_cap);
+        let Some(total) = total else {
+            let retry_at = time::Duration::try_from(wait)
+                .ok()
+                .and_then(|w| time::OffsetDateTime::now_utc().checked_add(w))
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| "a time too far ahead to name".into());
             return Err(HttpError::RateLimited {
                 wait,
                 retry_at,
                 after_unanswered,
             });
-        }
-        *waited += wait;
+        };
+        *waited = total;
         Ok(())
     }
 
@@ -313,10 +339,26 @@ impl Http {
                 .header(CONTENT_TYPE, "application/json")
                 .body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let mut resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        self.saw_date(api, &headers);
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large(status));
+        }
+        // Read in chunks, so a body that never ends costs at most MAX_BODY.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large(status));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = bytes::Bytes::from(body);
         Ok(Response {
             status,
             headers,
@@ -335,8 +377,11 @@ impl Http {
         } else {
             "the connection failed before a complete answer".to_string()
         };
-        let mut detail = format!("{what}: {}", error_chain(e));
-        detail = self.scrubber.scrub(&detail);
+        let detail = printable(
+            &self.scrubber,
+            &format!("{what}: {}", error_chain(e)),
+            MAX_MESSAGE,
+        );
         HttpError::Transport {
             detail,
             maybe_sent: !e.is_connect(),
@@ -351,12 +396,13 @@ impl Http {
         };
         HttpError::Status {
             status: r.status.as_u16(),
-            message: self.scrubber.scrub(&message),
+            // The whole message is scrubbed before it is cut, so no fragment survives.
+            message: printable(&self.scrubber, &message, MAX_MESSAGE),
             accepted_permissions: r
                 .headers
                 .get("x-accepted-github-permissions")
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+                .map(|p| printable(&self.scrubber, p, MAX_MESSAGE)),
             after_unanswered,
         }
     }
@@ -400,12 +446,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The server's message, briefly: JSON `message`, else a note on what the body was.
+/// The server's message, whole (the caller scrubs, then cuts): JSON `message`, else a note
+/// on what the body was, else the body's text.
 fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
-    const MAX: usize = 300;
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-            return cap(m, MAX);
+            return m.to_string();
         }
     }
     let ctype = headers
@@ -419,19 +465,26 @@ fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
     if text.trim().is_empty() {
         return "no message".into();
     }
-    cap(text.trim(), MAX)
+    text.trim().to_string()
 }
 
-fn cap(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        format!("{}…", one_line.chars().take(max).collect::<String>())
+/// An answer longer than [`MAX_BODY`]: refused unread, like a cut connection (it may follow
+/// a performed request).
+fn too_large(status: StatusCode) -> HttpError {
+    HttpError::Transport {
+        detail: format!(
+            "HTTP {} with an answer larger than {} MiB, refused unread",
+            status.as_u16(),
+            MAX_BODY >> 20
+        ),
+        maybe_sent: true,
     }
+}
+
+/// A server error other than "not implemented": the request may have been performed before
+/// the error (a gateway or a crash after the commit).
+fn maybe_performed_status(status: StatusCode) -> bool {
+    status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED
 }
 
 fn now_epoch() -> u64 {
@@ -482,7 +535,7 @@ pub fn retry_wait(
             let remaining_zero = header_str(&r.headers, "x-ratelimit-remaining") == Some("0");
             let reset_wait = header_str(&r.headers, "x-ratelimit-reset")
                 .and_then(|v| v.parse::<u64>().ok())
-                .map(|reset| Duration::from_secs(reset.saturating_sub(now) + 1));
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now).saturating_add(1)));
             let secondary = api == Api::Github
                 && String::from_utf8_lossy(&r.body)
                     .to_ascii_lowercase()
@@ -764,19 +817,75 @@ mod tests {
     }
 
     #[test]
-    fn bodies_are_described_scrubbed_and_capped() {
-        let s = Scrubber::default();
-        s.add(&SecretString::from("tok-secret-value"));
+    fn bodies_are_described_whole_then_scrubbed_then_capped() {
         let h = HeaderMap::new();
         assert_eq!(
             describe_body(&h, br#"{"message":"bad tok-secret-value"}"#),
             "bad tok-secret-value"
         );
-        assert_eq!(s.scrub("bad tok-secret-value!"), "bad ***!");
-        s.add(&SecretString::from("tok-secret-value"));
-        assert_eq!(s.0.read().unwrap().len(), 1, "a value is kept once");
         assert!(describe_body(&h, b"<html><body>502</body></html>").contains("HTML page"));
-        assert_eq!(describe_body(&h, &[b'x'; 1000]).chars().count(), 301);
+        assert_eq!(describe_body(&h, &[b'x'; 1000]).len(), 1000, "cut later");
+        let http = Http::new(policy(), Scrubber::default()).unwrap();
+        let e = http.status_error(&resp(500, &[], &"x".repeat(1000)), false);
+        assert_eq!(e.to_string().chars().count(), "HTTP 500: ".len() + 301);
+    }
+
+    // Issue 9, defect 3: a body echoing the credential near the cut printed 60 of its 71
+    // characters, because the text was cut before it was scrubbed.
+    #[test]
+    fn a_credential_across_the_cut_leaves_no_fragment() {
+        let token = "ghs_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
+        let http = Http::new(policy(), Scrubber::default()).unwrap();
+        http.scrubber.add(&SecretString::from(token));
+        for pad in 200..320 {
+            let body = format!("{}Authorization: Bearer {token} trailer", "p".repeat(pad));
+            let r = resp(403, &[("content-type", "text/plain")], &body);
+            let text = http.status_error(&r, false).to_string();
+            for w in token.as_bytes().windows(crate::text::FRAGMENT) {
+                let w = std::str::from_utf8(w).unwrap();
+                assert!(!text.contains(w), "pad {pad}: {w} in {text}");
+            }
+        }
+    }
+
+    // Issue 9, defect 4: hints too large to honour fail the request, never panic.
+    #[test]
+    fn absurd_wait_hints_fail_without_panicking() {
+        let http = Http::new(policy(), Scrubber::default()).unwrap();
+        for secs in [300_000_000_000u64, u64::MAX, 301] {
+            let e = http.reserve(Duration::from_secs(secs), false).unwrap_err();
+            assert!(e.to_string().contains("try again after"), "{e}");
+        }
+        http.reserve(Duration::from_secs(1), false).unwrap();
+        assert!(http.reserve(Duration::MAX, false).is_err());
+        let r = resp(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "18446744073709551615"),
+            ],
+            "{}",
+        );
+        let p = policy();
+        let w = retry_wait(
+            Api::Github,
+            Retry::Idempotent,
+            Outcome::Answer(&r),
+            0,
+            &p,
+            0,
+        );
+        assert_eq!(w, Some(Duration::from_secs(u64::MAX)));
+        let r = resp(429, &[("retry-after", "18446744073709551615")], "");
+        let w = retry_wait(
+            Api::Seqera,
+            Retry::Idempotent,
+            Outcome::Answer(&r),
+            0,
+            &p,
+            0,
+        );
+        assert_eq!(w, Some(Duration::from_secs(u64::MAX)));
     }
 
     #[test]

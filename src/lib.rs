@@ -11,6 +11,7 @@
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
+//! - [`text`]: outside text → printable text: scrubbing, control characters, escaping
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
 //! - [`app`]: one command: settings → clients → run → outputs → exit code
 //! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
@@ -28,3 +29,4 @@ pub mod seal;
 pub mod seqera;
 pub mod settings;
 pub mod target;
+pub mod text;

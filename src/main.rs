@@ -1,13 +1,17 @@
 //! The binary: parse the command line, run the command, exit 0 / 1 / 2.
 
+use std::env::VarError;
 use std::process::ExitCode;
 
 use seqera_token_rotate::{app, http::Scrubber, report::Report, settings};
 
 fn main() -> ExitCode {
-    // clap exits 2 on a usage error and 0 for --help / --version.
-    let matches = settings::command().get_matches();
     let report = Report::from_env(Scrubber::default());
+    report.install_panic_hook();
+    let matches = match settings::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return ExitCode::from(app::command_line_error(&e, &report)),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -18,6 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_FAILED);
         }
     };
-    let env = |k: &str| std::env::var(k).ok();
+    // A value that is not UTF-8 is invalid, never unset (SPEC §2).
+    let env = |k: &str| match std::env::var(k) {
+        Ok(v) => Some(v),
+        Err(VarError::NotPresent) => None,
+        Err(VarError::NotUnicode(_)) => Some(settings::NOT_UNICODE.to_string()),
+    };
     ExitCode::from(runtime.block_on(app::run(&matches, &env, &report)))
 }

@@ -1,6 +1,8 @@
 //! The one output layer: log lines, workflow commands (`::add-mask::`, `::error::`,
-//! `::group::`), `$GITHUB_OUTPUT`, the job summary. Knows Actions vs terminal; every text
-//! except the `::add-mask::` line and the opt-in `access-key` output passes the scrubber.
+//! `::group::`), `$GITHUB_OUTPUT`, the job summary. Knows Actions vs terminal. Every text
+//! except the `::add-mask::` line and the opt-in `access-key` output goes through
+//! [`text::printable`](crate::text::printable): scrubbed, one line, no workflow command that
+//! the tool did not write itself.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -9,7 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::http::Scrubber;
+use crate::text::{printable, Scrubber};
+
+/// The longest log line (our own lines are far shorter; server text is cut well before).
+const MAX_LINE: usize = 4000;
 
 /// Where text goes. Real runs use stdout/stderr; tests and `demo` can capture.
 pub type Sink = Arc<Mutex<dyn Write + Send>>;
@@ -103,21 +108,40 @@ impl Report {
         }
     }
 
+    /// One safe line of text: see [`printable`].
+    fn line(&self, msg: &str) -> String {
+        printable(&self.scrubber, msg, MAX_LINE)
+    }
+
     /// Registers a secret value: `::add-mask::` in Actions (the only line that ever carries a
-    /// value), and scrubbing everywhere.
+    /// value), and scrubbing everywhere. The value must be one line without blanks (tokens
+    /// are checked for that before they are used); see [`Report::mask_lines`] otherwise.
     pub fn mask(&self, value: &SecretString) {
         self.scrubber.add(value);
         if self.actions {
+            // The runner un-escapes command data (`%25`, `%0D`, `%0A`).
             self.write(
                 &self.stdout,
-                &format!("::add-mask::{}", value.expose_secret()),
+                &format!("::add-mask::{}", escape_data(value.expose_secret())),
             );
+        }
+    }
+
+    /// Masks a value that is not one clean line (a malformed token from a server), piece by
+    /// piece: every line and every blank-separated word, so no part of it can show.
+    pub fn mask_lines(&self, value: &SecretString) {
+        let v = value.expose_secret();
+        for piece in v
+            .split(|c: char| c.is_whitespace() || c.is_control())
+            .filter(|p| !p.is_empty())
+        {
+            self.mask(&SecretString::from(piece.to_string()));
         }
     }
 
     /// One human-readable progress line.
     pub fn step(&self, msg: &str) {
-        self.write(self.log_sink(), &self.scrubber.scrub(msg));
+        self.write(self.log_sink(), &self.line(msg));
     }
 
     /// A warning: `::warning::` in Actions.
@@ -132,7 +156,7 @@ impl Report {
 
     /// `::<kind>::msg` in Actions, `<kind>: msg` on stderr otherwise.
     fn annotate(&self, kind: &str, msg: &str) {
-        let msg = self.scrubber.scrub(msg);
+        let msg = self.line(msg);
         if self.actions {
             self.write(&self.stdout, &format!("::{kind}::{}", escape_data(&msg)));
         } else {
@@ -145,7 +169,7 @@ impl Report {
         if self.actions {
             self.write(
                 &self.stdout,
-                &format!("::group::{}", self.scrubber.scrub(title)),
+                &format!("::group::{}", escape_data(&self.line(title))),
             );
         }
     }
@@ -159,7 +183,28 @@ impl Report {
 
     /// Data for the user (e.g. `list`): always stdout.
     pub fn data(&self, line: &str) {
-        self.write(&self.stdout, &self.scrubber.scrub(line));
+        self.write(&self.stdout, &self.line(line));
+    }
+
+    /// Makes a panic print a scrubbed one-line message instead of the default report, which
+    /// could quote a value (a panic is a bug; it must not also be a leak).
+    pub fn install_panic_hook(&self) {
+        let report = self.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            report.error(&format!(
+                "internal error (a bug in seqera-token-rotate{at}; please report it): {payload}"
+            ));
+        }));
     }
 
     /// Writes outputs to `$GITHUB_OUTPUT` (multi-line safe); on a terminal without it, prints
@@ -172,12 +217,15 @@ impl Report {
     ) -> std::io::Result<()> {
         let Some(path) = &self.output_file else {
             if self.outputs_in_log {
-                let all: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let all: Vec<String> = outputs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.replace('\n', "; ")))
+                    .collect();
                 self.step(&format!("Outputs: {}", all.join(" ")));
                 return Ok(());
             }
             for (k, v) in outputs {
-                self.data(&format!("{k}={v}"));
+                self.data(&format!("{k}={}", v.replace('\n', "; ")));
             }
             if secret.is_some() {
                 self.warning("expose-access-key: GITHUB_OUTPUT is not set, so the access-key output was not written");
@@ -193,7 +241,9 @@ impl Report {
             text.push_str(&format!("{k}<<{delim}\n{v}\n{delim}\n"));
         };
         for (k, v) in outputs {
-            add(k, &self.scrubber.scrub(v));
+            // Multi-line outputs (`problems`) keep their lines; each line is made safe.
+            let safe: Vec<String> = v.split('\n').map(|l| self.line(l)).collect();
+            add(k, &safe.join("\n"));
         }
         if let Some((k, v)) = secret {
             add(k, v.expose_secret());
@@ -240,9 +290,45 @@ mod tests {
         r.end_group();
         assert_eq!(
             text(&out),
-            "::add-mask::eyJ0aWQiOjF9.abc123\ncreated ***\n::error::bad%0Athing 100%25\n::group::Store\n::endgroup::\n"
+            "::add-mask::eyJ0aWQiOjF9.abc123\ncreated ***\n::error::bad thing 100%25\n::group::Store\n::endgroup::\n"
         );
         assert_eq!(text(&err), "");
+    }
+
+    // Issue 9, defect 2: server text reached stdout verbatim and could start workflow
+    // commands (`::stop-commands::`), and a value with a line break split `::add-mask::`.
+    #[test]
+    fn server_text_never_starts_a_workflow_command() {
+        let (r, out, _) = capture(true);
+        r.step("Seqera user ci-bot\n::stop-commands::x\n::warning::y (id 1)");
+        r.data("::error::from a server");
+        r.error("x\r\n::add-mask::y");
+        r.group("g\n::endgroup::");
+        r.mask_lines(&SecretString::from("abcdefgh\n::warning::tail-of-value"));
+        let text = text(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "Seqera user ci-bot ::stop-commands::x ::warning::y (id 1)",
+                "> ::error::from a server",
+                "::error::x  ::add-mask::y",
+                "::group::g ::endgroup::",
+                "::add-mask::abcdefgh",
+                "::add-mask::::warning::tail-of-value",
+            ]
+        );
+        // The value's pieces are scrubbed from everything later.
+        r.step("abcdefgh ::warning::tail-of-value");
+        let after = super::tests::text(&out);
+        assert!(after.ends_with("*** ***\n"), "{after}");
+    }
+
+    #[test]
+    fn add_mask_data_is_escaped_like_other_command_data() {
+        let (r, out, _) = capture(true);
+        r.mask(&SecretString::from("ab%0Acd%25"));
+        assert_eq!(text(&out), "::add-mask::ab%250Acd%2525\n");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use crypto_box::aead::OsRng;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use thiserror::Error;
 
 /// A recipient public key as GitHub hands it out (`key_id` + base64 X25519 key).
@@ -33,6 +34,12 @@ pub enum KeyError {
     /// `key_id` empty.
     #[error("the public key has an empty key_id")]
     EmptyId,
+    /// A point of small order (e.g. all zeros): the shared secret would be known to anyone,
+    /// so a box sealed for it opens without the private key. libsodium refuses such keys.
+    #[error(
+        "the public key is a low-order point that anyone could decrypt for (libsodium refuses it)"
+    )]
+    LowOrder,
 }
 
 impl PublicKey {
@@ -48,11 +55,22 @@ impl PublicKey {
             .as_slice()
             .try_into()
             .map_err(|_| KeyError::Length(bytes.len()))?;
+        if has_small_order(&arr) {
+            return Err(KeyError::LowOrder);
+        }
         Ok(Self {
             key_id: key_id.to_string(),
             key: crypto_box::PublicKey::from(arr),
         })
     }
+}
+
+/// Whether X25519 with this public key gives the all-zero shared secret, which is what
+/// libsodium's `crypto_scalarmult` (and so `crypto_box_seal`) refuses: exactly the points of
+/// small order, in any encoding (the top bit is ignored and `u` is reduced mod p, as X25519
+/// does). Any clamped scalar tells, since clamping makes it a multiple of the cofactor 8.
+fn has_small_order(key: &[u8; 32]) -> bool {
+    MontgomeryPoint(*key).mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
 }
 
 /// Seals `plaintext` for `key` and returns standard base64 (with padding), the form GitHub's
@@ -117,6 +135,39 @@ mod tests {
         let other = crypto_box::SecretKey::from([7u8; 32]);
         let sealed = STANDARD.decode(seal(b"value", &key)).unwrap();
         assert!(other.unseal(&sealed).is_err());
+    }
+
+    // Issue 9, defect 6: a key of 32 zero bytes was used, and the box was then readable
+    // without any private key. libsodium's blacklist (ed25519_ref10.c `has_small_order`),
+    // each also with the top bit set, which X25519 ignores.
+    #[test]
+    fn low_order_keys_are_refused_like_libsodium() {
+        let blacklist = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for hexkey in blacklist {
+            for top in [0u8, 0x80] {
+                let mut k = hex(hexkey);
+                k[31] |= top;
+                assert_eq!(
+                    PublicKey::from_github("k", &STANDARD.encode(&k)).unwrap_err(),
+                    KeyError::LowOrder,
+                    "{hexkey} top bit {top:#x}"
+                );
+            }
+        }
+        // Ordinary keys pass: the reference key, and random ones.
+        PublicKey::from_github("k", &STANDARD.encode(hex(PK))).unwrap();
+        for _ in 0..200 {
+            let pk = crypto_box::SecretKey::generate(&mut OsRng).public_key();
+            PublicKey::from_github("k", &STANDARD.encode(pk.as_bytes())).unwrap();
+        }
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl fmt::Display for Origin {
     }
 }
 
+/// What an environment lookup returns for a variable whose value is not valid UTF-8. No real
+/// value can look like this (a NUL cannot be in the environment), so it is never taken for a
+/// value, and it is never treated as unset either: such a setting is invalid (SPEC §2).
+pub const NOT_UNICODE: &str = "\0(not valid UTF-8)";
+
 /// Settings as given, before checking: name → (value, origin). Empty values are unset.
 pub struct Raw {
     values: HashMap<&'static str, (String, Origin)>,
@@ -209,6 +214,21 @@ impl Raw {
 
     fn get(&self, name: &str) -> Option<&(String, Origin)> {
         self.values.get(name)
+    }
+
+    /// Problems for every value that is not valid UTF-8, in table order.
+    fn not_unicode(&self) -> Vec<Problem> {
+        SETTINGS
+            .iter()
+            .filter_map(|s| match self.values.get(s.name) {
+                Some((v, o)) if v == NOT_UNICODE => Some(Problem {
+                    setting: s.name,
+                    origin: Some(o.clone()),
+                    message: "the value is not valid UTF-8; check how it is passed".into(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -368,7 +388,11 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn value(&self, name: &'static str) -> Option<&'a str> {
-        self.raw.get(name).map(|(v, _)| v.as_str())
+        // A value that is not UTF-8 is already a problem: check nothing more about it.
+        self.raw
+            .get(name)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| *v != NOT_UNICODE)
     }
 
     fn fail(&mut self, name: &'static str, message: impl Into<String>) {
@@ -382,7 +406,7 @@ impl<'a> Checker<'a> {
 
     fn require(&mut self, name: &'static str, what: &str) -> Option<&'a str> {
         let v = self.value(name);
-        if v.is_none() {
+        if v.is_none() && self.raw.get(name).is_none() {
             let mut how = format!("set the input `{name}` or the flag `--{name}`");
             let spec = SETTINGS
                 .iter()
@@ -477,7 +501,7 @@ impl SeqeraSettings {
     pub fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
         let mut c = Checker {
             raw,
-            problems: Vec::new(),
+            problems: raw.not_unicode(),
         };
         let s = c.seqera();
         c.finish(s)
@@ -489,7 +513,7 @@ impl Settings {
     pub fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
         let mut c = Checker {
             raw,
-            problems: Vec::new(),
+            problems: raw.not_unicode(),
         };
         let seqera = c.seqera();
         let github_token = c.secret(
