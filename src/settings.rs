@@ -666,11 +666,67 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(visibility), repos) => Some(Some(OrgAccess {
-                visibility,
-                selected_repositories: repos.unwrap_or_default(),
-            })),
+            (Some(visibility), repos) => {
+                let repos = repos.unwrap_or_default();
+                if !repos.is_empty() && !self.repos_in_target_orgs(targets, &repos) {
+                    return None;
+                }
+                Some(Some(OrgAccess {
+                    visibility,
+                    selected_repositories: repos,
+                }))
+            }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// Every `ORG/name` entry names an organization that is a target, and every organization
+    /// target is left with at least one repository (entries were once dropped silently, and
+    /// the secret became `selected` with an empty list).
+    fn repos_in_target_orgs(&mut self, targets: &[Target], repos: &[String]) -> bool {
+        let orgs: Vec<&str> = targets
+            .iter()
+            .filter_map(|t| match &t.scope {
+                Scope::Org { org } => Some(org.as_str()),
+                _ => None,
+            })
+            .collect();
+        let foreign: Vec<&str> = repos
+            .iter()
+            .filter(|r| {
+                r.split_once('/')
+                    .is_some_and(|(o, _)| !orgs.iter().any(|g| g.eq_ignore_ascii_case(o)))
+            })
+            .map(String::as_str)
+            .collect();
+        if !foreign.is_empty() {
+            self.fail(
+                "selected-repositories",
+                format!(
+                    "{} belong(s) to another organization than the target's ({}); an organization secret can only be shared with its own repositories",
+                    foreign.join(", "),
+                    orgs.join(", ")
+                ),
+            );
+            return false;
+        }
+        for org in &orgs {
+            let any = repos.iter().any(|r| match r.split_once('/') {
+                Some((o, _)) => o.eq_ignore_ascii_case(org),
+                None => true,
+            });
+            if !any {
+                self.fail(
+                    "selected-repositories",
+                    format!(
+                        "no repository of `{org}` in it: `org:{org}` would be shared with none"
+                    ),
+                );
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -722,32 +778,53 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
 }
 
 /// An API base URL: `https://`, or `http://` on a loopback host only; no credentials,
-/// query or fragment. The path is kept exactly as given.
+/// query or fragment. The path is kept exactly as given. Errors never repeat a password, a
+/// user name, a query or a fragment (they often carry tokens).
 pub fn parse_api_url(v: &str) -> Result<Url, String> {
-    let url = Url::parse(v).map_err(|e| format!("`{v}` is not a URL ({e})"))?;
+    let shown = shown_url(v);
+    let url = Url::parse(v).map_err(|e| format!("`{shown}` is not a URL ({e})"))?;
     let loopback = match url.host() {
         Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(format!("`{v}` has no host")),
+        None => return Err(format!("`{shown}` has no host")),
     };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{shown}` must not contain a user name or password (give tokens as their own settings)"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{shown}` must not have a query or fragment"));
+    }
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
         "http" => {
             return Err(format!(
-                "`{v}` must use https:// (http:// is allowed only for localhost)"
+                "`{shown}` must use https:// (http:// is allowed only for localhost)"
             ))
         }
-        other => return Err(format!("`{v}` has scheme {other}:, expected https://")),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("the URL must not contain credentials".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{v}` must not have a query or fragment"));
+        other => return Err(format!("`{shown}` has scheme {other}:, expected https://")),
     }
     Ok(url)
+}
+
+/// A URL as it may be quoted: the user information, the query and the fragment replaced.
+fn shown_url(v: &str) -> String {
+    let (main, cut) = match v.find(['?', '#']) {
+        Some(i) => (&v[..i], true),
+        None => (v, false),
+    };
+    let mut out = match (main.find("://"), main.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &main[..s], &main[at + 1..]),
+        (None, Some(at)) => format!("…@{}", &main[at + 1..]),
+        _ => main.to_string(),
+    };
+    if cut {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -891,6 +968,28 @@ mod tests {
     }
 
     /// Every invalid setting gives a message naming the setting; none echoes a token value.
+    // Issue 9, defect 7: a non-UTF-8 INPUT_SEQERA-API-URL counted as unset, and the token
+    // went to TOWER_API_ENDPOINT instead.
+    #[test]
+    fn a_value_that_is_not_utf8_is_invalid_not_unset() {
+        let env = with(&[
+            ("INPUT_SEQERA-API-URL", NOT_UNICODE),
+            ("TOWER_API_ENDPOINT", "https://elsewhere.example/api"),
+        ]);
+        let err = Settings::from_raw(&raw(&[], &env)).err().expect("rejected");
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].setting, "seqera-api-url");
+        assert_eq!(
+            err.to_string(),
+            "invalid `seqera-api-url` (from INPUT_SEQERA-API-URL): the value is not valid UTF-8; check how it is passed"
+        );
+        let env = with(&[("INPUT_SEQERA-ACCESS-TOKEN", NOT_UNICODE)]);
+        let err = SeqeraSettings::from_raw(&raw(&[], &env))
+            .err()
+            .expect("rejected");
+        assert_eq!(err.0.len(), 1, "not also `missing`: {err}");
+    }
+
     #[test]
     fn invalid_settings() {
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
@@ -934,7 +1033,56 @@ mod tests {
             (
                 &[("INPUT_GITHUB-API-URL", "https://u:p@x.example")],
                 "github-api-url",
-                "credentials",
+                "user name or password",
+            ),
+            (
+                &[(
+                    "INPUT_GITHUB-API-URL",
+                    "https://x.example/api?token=qsecret1",
+                )],
+                "github-api-url",
+                "query",
+            ),
+            (
+                &[("INPUT_SEQERA-API-URL", "https://x.example/api#qsecret1")],
+                "seqera-api-url",
+                "fragment",
+            ),
+            (
+                &[(
+                    "INPUT_SEQERA-API-URL",
+                    "https://user:pwsecret1@x.example/api",
+                )],
+                "seqera-api-url",
+                "password",
+            ),
+            (
+                &[("INPUT_SEQERA-API-URL", "ht tp://user:pwsecret1@x")],
+                "seqera-api-url",
+                "not a URL",
+            ),
+            (
+                &[("INPUT_ENVIRONMENT", "..")],
+                "environment",
+                "not an environment name",
+            ),
+            (
+                &[
+                    ("INPUT_ORGANIZATION", "octo"),
+                    ("INPUT_VISIBILITY", "selected"),
+                    ("INPUT_SELECTED-REPOSITORIES", "app\nother-org/lib"),
+                ],
+                "selected-repositories",
+                "another organization",
+            ),
+            (
+                &[
+                    ("INPUT_TARGETS", "org:octo\norg:acme"),
+                    ("INPUT_VISIBILITY", "selected"),
+                    ("INPUT_SELECTED-REPOSITORIES", "octo/app"),
+                ],
+                "selected-repositories",
+                "`org:acme` would be shared with none",
             ),
             (&[("GITHUB_REPOSITORY", "")], "repository", "required"),
             (
@@ -1016,7 +1164,9 @@ mod tests {
             assert!(
                 !text.contains("seqera-secret")
                     && !text.contains("gh-secret")
-                    && !text.contains("two words"),
+                    && !text.contains("two words")
+                    && !text.contains("qsecret1")
+                    && !text.contains("pwsecret1"),
                 "{text}"
             );
         }

@@ -1,6 +1,7 @@
 //! What a secret target is: the five kinds, the `targets` line syntax (SPEC §4), labels,
 //! and the API path of each target's secret collection. Parsing only; no network.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use thiserror::Error;
@@ -155,11 +156,12 @@ impl Target {
     /// Whether both name the same GitHub secret: GitHub compares owner, repository,
     /// environment and secret names without regard to case.
     pub fn same_secret(&self, other: &Target) -> bool {
-        self.scope.spec().eq_ignore_ascii_case(&other.scope.spec())
-            && self
-                .secret_name
-                .as_str()
-                .eq_ignore_ascii_case(other.secret_name.as_str())
+        self.secret_key() == other.secret_key()
+    }
+
+    /// The secret's identity as GitHub compares it (case-insensitive).
+    fn secret_key(&self) -> String {
+        format!("{}={}", self.scope.spec(), self.secret_name.as_str()).to_lowercase()
     }
 }
 
@@ -215,10 +217,16 @@ pub fn parse_repository(raw: &str) -> Result<(String, String), String> {
     Ok((owner.to_string(), repo.to_string()))
 }
 
-/// Environment name: non-empty, at most 255 characters, no control characters.
+/// Environment name: non-empty, at most 255 characters, no control characters, not `.` or
+/// `..` (a URL path would swallow those: `…/environments/../secrets`).
 pub fn check_environment(raw: &str) -> Result<(), String> {
     if raw.trim().is_empty() {
         return Err("the environment name is empty".into());
+    }
+    if raw == "." || raw == ".." {
+        return Err(format!(
+            "`{raw}` is not an environment name (it would vanish from the API path)"
+        ));
     }
     if raw.chars().count() > 255 {
         return Err("the environment name is longer than 255 characters".into());
@@ -259,7 +267,9 @@ pub fn parse_targets(
     text: &str,
     default_name: &SecretName,
 ) -> Result<Vec<Target>, TargetLineError> {
-    let mut out: Vec<(usize, Target)> = Vec::new();
+    let mut out: Vec<Target> = Vec::new();
+    // Line of the first occurrence of each secret, keyed as GitHub compares them.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, raw_line) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = strip_comment(raw_line).trim();
@@ -270,17 +280,26 @@ pub fn parse_targets(
             line: line_no,
             reason,
         };
+        if out.len() == MAX_TARGETS {
+            return Err(err(format!(
+                "more than {MAX_TARGETS} targets; split them over several runs (GitHub allows about 500 secret writes an hour)"
+            )));
+        }
         let target = parse_target_line(line, default_name).map_err(err)?;
-        if let Some((first, _)) = out.iter().find(|(_, t)| t.same_secret(&target)) {
+        if let Some(first) = seen.insert(target.secret_key(), line_no) {
             return Err(err(format!(
                 "`{}` is the same target as line {first}",
                 target.label
             )));
         }
-        out.push((line_no, target));
+        out.push(target);
     }
-    Ok(out.into_iter().map(|(_, t)| t).collect())
+    Ok(out)
 }
+
+/// The most targets one run takes: far above real use (at GitHub's 500 writes an hour, this
+/// many take 10 hours), low enough that nothing grows without bound.
+pub const MAX_TARGETS: usize = 5000;
 
 const LINE_FORMS: &str = "expected repo:OWNER/REPO, env:OWNER/REPO/ENVIRONMENT, org:ORG, \
 dependabot:OWNER/REPO or codespaces:OWNER/REPO, optionally followed by =SECRET_NAME";
@@ -289,8 +308,14 @@ fn parse_target_line(line: &str, default_name: &SecretName) -> Result<Target, St
     let Some((kind, rest)) = line.split_once(':') else {
         return Err(format!("`{line}` has no kind: {LINE_FORMS}"));
     };
+    // The last `=` starts the secret name: `env:o/r/a=B` is environment `a`, secret `B`; an
+    // environment whose name has `=` takes an explicit name: `env:o/r/a=b=TOWER_ACCESS_TOKEN`.
     let (path, name) = match rest.rsplit_once('=') {
-        Some((path, name)) => (path.trim(), SecretName::parse(name.trim())?),
+        Some((path, name)) => (
+            path.trim(),
+            SecretName::parse(name.trim())
+                .map_err(|e| format!("{e} (in `{line}`, the last `=` starts the secret name)"))?,
+        ),
         None => (rest.trim(), default_name.clone()),
     };
     let repo_pair = |path: &str| -> Result<(String, String), String> {
@@ -342,6 +367,68 @@ mod tests {
 
     fn default() -> SecretName {
         SecretName::parse("TOWER_ACCESS_TOKEN").unwrap()
+    }
+
+    // Issue 9, defect 7: `.` and `..` vanished from the API path
+    // (`…/environments/secrets/public-key`).
+    #[test]
+    fn dot_environments_are_invalid() {
+        for line in ["env:o/r/.", "env:o/r/..", "env:o/r/..=X"] {
+            let e = parse_targets(line, &default()).unwrap_err();
+            assert!(e.reason.contains("not an environment name"), "{line}: {e}");
+        }
+        assert!(check_environment("..").is_err());
+        assert!(check_environment("...").is_ok());
+    }
+
+    // The decision for `env:o/r/a=B`: the last `=` starts the secret name.
+    #[test]
+    fn the_last_equals_sign_starts_the_secret_name() {
+        let t = parse_targets("env:o/r/a=B", &default()).unwrap();
+        assert_eq!(
+            t[0].scope,
+            Scope::Environment {
+                owner: "o".into(),
+                repo: "r".into(),
+                env: "a".into()
+            }
+        );
+        assert_eq!(t[0].secret_name.as_str(), "B");
+        let t = parse_targets("env:o/r/a=b=TOWER_ACCESS_TOKEN", &default()).unwrap();
+        assert_eq!(t[0].scope.spec(), "env:o/r/a=b");
+        assert_eq!(
+            t[0].label, "env:o/r/a=b",
+            "default name: no =NAME in the label"
+        );
+        let e = parse_targets("env:o/r/a=b c", &default()).unwrap_err();
+        assert!(
+            e.reason.contains("the last `=` starts the secret name"),
+            "{e}"
+        );
+    }
+
+    // Issue 9, defect 5: 10,000 lines took 6.7 s (duplicates were found by a linear scan per
+    // line) and there was no cap. Now one hash lookup per line, and a clear error past the cap.
+    #[test]
+    fn many_targets_parse_in_one_pass_up_to_the_cap() {
+        let lines = |n: usize| -> String { (0..n).map(|i| format!("repo:o/r{i}\n")).collect() };
+        assert_eq!(
+            parse_targets(&lines(MAX_TARGETS), &default())
+                .unwrap()
+                .len(),
+            MAX_TARGETS
+        );
+        let e = parse_targets(&lines(MAX_TARGETS + 1), &default()).unwrap_err();
+        assert_eq!(e.line, MAX_TARGETS + 1);
+        assert!(e.reason.contains("more than 5000 targets"), "{e}");
+        let mut dup = lines(3000);
+        dup.push_str("REPO:O/R17\n");
+        let e = parse_targets(&dup.replace("REPO:", "repo:"), &default()).unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.contains("same target as line 18")),
+            (3001, true),
+            "{e}"
+        );
     }
 
     #[test]
