@@ -14,6 +14,7 @@ use crate::report::Report;
 use crate::rotate::{rotate, Clients, Outcome};
 use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{parse_duration, Raw, SeqeraSettings, Settings, SettingsError};
+use crate::text::{md_cell, md_code, Scrubber};
 
 /// Exit code: done.
 pub const EXIT_OK: u8 = 0;
@@ -131,7 +132,7 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
             "could not write the step outputs to GITHUB_OUTPUT ({e}); later steps will not see them"
         ));
     }
-    if let Err(e) = out.summary(&summary(&s, &outcome)) {
+    if let Err(e) = out.summary(&summary(&s, &outcome, out.scrubber())) {
         out.warning(&format!("could not write the job summary: {e}"));
     }
     for n in &outcome.notes {
@@ -197,22 +198,24 @@ pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
+/// The longest server text in a summary cell.
+const MAX_CELL: usize = 300;
 
-/// The job summary: what was created, written, revoked, what failed and why.
-pub fn summary(s: &Settings, o: &Outcome) -> String {
+/// The job summary: what was created, written, revoked, what failed and why. Every text that
+/// is not ours (token names, labels, server messages) is escaped for Markdown and HTML.
+pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
+    let cell = |t: &str| md_cell(scrubber, t, MAX_CELL);
+    let code = |t: &str| md_code(scrubber, t, MAX_CELL);
     let mut m = String::from("### Seqera token rotation\n\n");
     if let Some(reason) = &o.skipped {
-        m.push_str(&format!("Nothing rotated: {}\n", md(reason)));
+        m.push_str(&format!("Nothing rotated: {}\n", cell(reason)));
         return m;
     }
     m.push_str("| | |\n|---|---|\n");
     match (&o.token, o.rotated) {
         (Some(t), true) => m.push_str(&format!(
-            "| New token | `{}` (id {}) |\n",
-            md(&t.name),
+            "| New token | {} (id {}) |\n",
+            code(&t.name),
             t.id
         )),
         _ => m.push_str("| New token | none (nothing kept) |\n"),
@@ -236,21 +239,21 @@ pub fn summary(s: &Settings, o: &Outcome) -> String {
             let result = match &r.result {
                 Ok(Written::Created) => "✅ created".to_string(),
                 Ok(Written::Updated) => "✅ updated".to_string(),
-                Err(e) => format!("❌ {}", md(e)),
+                Err(e) => format!("❌ {}", cell(e)),
             };
             m.push_str(&format!(
-                "| `{}` | `{}` | {result} |\n",
-                md(&r.label),
-                t.secret_name
+                "| {} | {} | {result} |\n",
+                code(&r.label),
+                code(t.secret_name.as_str())
             ));
         }
         m.push('\n');
     }
     for n in &o.notes {
-        m.push_str(&format!("> Note: {}\n\n", md(n)));
+        m.push_str(&format!("> Note: {}\n\n", cell(n)));
     }
     if let Some(e) = &o.error {
-        m.push_str(&format!("**Failed:** {}\n", md(&e.to_string())));
+        m.push_str(&format!("**Failed:** {}\n", cell(&e.to_string())));
     }
     m
 }

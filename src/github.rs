@@ -93,6 +93,10 @@ struct RepoResponse {
     id: u64,
 }
 
+/// The most pages of a list read (100 entries each): far above real use, and a list that
+/// never ends (a broken or hostile server) stops here.
+pub const MAX_PAGES: usize = 100;
+
 /// A GitHub REST client authenticated with one token.
 #[derive(Clone)]
 pub struct GithubClient(ApiClient);
@@ -118,6 +122,11 @@ impl GithubClient {
 
     fn url(&self, segments: &[&str]) -> Url {
         self.0.url(segments)
+    }
+
+    /// GitHub's clock: the latest `Date` it sent, in whole seconds (see [`Http::server_time`]).
+    pub fn server_time(&self) -> Option<OffsetDateTime> {
+        self.0.server_time().map(OffsetDateTime::from)
     }
 
     /// `GET …/secrets/public-key` of a scope.
@@ -218,7 +227,7 @@ impl GithubClient {
         let mut path = scope.collection();
         path.extend([name, "repositories"]);
         let mut ids = Vec::new();
-        for page in 1.. {
+        for page in 1..=MAX_PAGES {
             let mut url = self.url(&path);
             url.query_pairs_mut()
                 .append_pair("per_page", "100")
@@ -230,10 +239,14 @@ impl GithubClient {
             let n = r.repositories.len();
             ids.extend(r.repositories.into_iter().map(|r| r.id));
             if n < 100 {
-                break;
+                return Ok(ids);
             }
         }
-        Ok(ids)
+        Err(GithubError::Http(HttpError::Decode {
+            detail: format!(
+                "the repository list of the organization secret `{name}` goes on past {MAX_PAGES} pages of 100; refusing to read more"
+            ),
+        }))
     }
 
     /// `GET /repos/{owner}/{repo}`: the repository id.

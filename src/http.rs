@@ -627,6 +627,11 @@ impl ApiClient {
             .await
     }
 
+    /// The latest `Date` this API's server sent.
+    pub fn server_time(&self) -> Option<SystemTime> {
+        self.http.server_time(self.api)
+    }
+
     /// Registers another value (e.g. a token just received) for scrubbing.
     pub fn hide(&self, value: &SecretString) {
         self.http.scrubber.add(value);

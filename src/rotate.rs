@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::github::{GithubClient, GithubError, OrgWrite, Written};
+use crate::github::{GithubClient, GithubError, OrgWrite, SecretMeta, Written};
 use crate::naming;
 use crate::report::Report;
 use crate::seal::{seal, PublicKey};
@@ -50,10 +50,51 @@ pub struct Plan {
 pub struct TargetResult {
     /// The target's label.
     pub label: String,
-    /// Created / updated, or why not.
+    /// Created / updated, or why not (with what the target holds now).
     pub result: Result<Written, String>,
-    /// Failed without a clear answer: GitHub may have stored the value anyway.
+    /// Failed without a clear answer that GitHub's metadata could not settle: the target may
+    /// hold the new token, so the new token is never rolled back.
     pub maybe_written: bool,
+}
+
+/// What GitHub's metadata says of a write that got no clear answer (SPEC §5.6).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Updated after this run's first write could have landed: it was stored.
+    Written,
+    /// Missing, or last updated before this run wrote anything: the previous value stands.
+    NotWritten(&'static str),
+    /// Cannot be told (same second, no clock, metadata unreadable): it may have been stored.
+    Unknown(String),
+}
+
+/// Judges an unclear write from the secret's metadata and GitHub's clock before the store
+/// step, both in GitHub's whole seconds. Strictly later → written; strictly earlier or
+/// missing → not written; the same second, or anything unreadable → unknown (a previous
+/// write in that second cannot be told from this run's).
+pub fn judge(
+    meta: Result<Option<SecretMeta>, String>,
+    reference: Option<OffsetDateTime>,
+) -> Resolution {
+    let meta = match meta {
+        Ok(Some(m)) => m,
+        Ok(None) => return Resolution::NotWritten("the secret does not exist"),
+        Err(e) => return Resolution::Unknown(format!("its metadata cannot be read: {e}")),
+    };
+    let Some(reference) = reference else {
+        return Resolution::Unknown("GitHub sent no Date header to compare with".into());
+    };
+    let (updated, reference) = (meta.updated_at.unix_timestamp(), reference.unix_timestamp());
+    match updated.cmp(&reference) {
+        std::cmp::Ordering::Greater => Resolution::Written,
+        std::cmp::Ordering::Less => {
+            Resolution::NotWritten("its metadata shows no write by this run")
+        }
+        std::cmp::Ordering::Equal => Resolution::Unknown(
+            "it was last updated in the very second this run began, so the metadata cannot tell"
+                .into(),
+        ),
+    }
 }
 
 /// A step that failed.
@@ -71,8 +112,8 @@ pub enum RotateError {
     /// Step 6, every target failed: rolled back.
     #[error("no target could be written; {0}")]
     StoreAll(String),
-    /// Step 6, some failed: nothing revoked.
-    #[error("{failed} of {total} targets could not be written ({labels}); nothing was revoked, so every target holds a valid token (the new one or its previous one). Fix the cause and run again: the next run writes all targets and revokes the old tokens")]
+    /// Step 6, some failed (or all, but some may hold the new token): nothing revoked.
+    #[error("{failed} of {total} targets could not be written ({labels}); nothing was revoked and the new token is kept: {states}. Fix the cause and run again: the next run writes all targets and revokes the old tokens")]
     StorePartial {
         /// How many failed.
         failed: usize,
@@ -80,6 +121,8 @@ pub enum RotateError {
         total: usize,
         /// Their labels.
         labels: String,
+        /// What each failed target holds now.
+        states: String,
     },
     /// Step 7: the secrets are good, some old token is still live.
     #[error(
@@ -168,7 +211,10 @@ async fn verify_store_revoke(
         return (o.fail(RotateError::Verify(e, rollback)), None);
     }
     out.group("Store");
+    // GitHub's own clock before the first write: the reference for `updated_at`.
+    let reference = c.github.server_time();
     o.targets = store(s, c, plan, &new, out).await;
+    resolve_unclear(s, c, &mut o.targets, reference, out).await;
     out.end_group();
     let failed: Vec<&str> = o
         .targets
@@ -186,10 +232,26 @@ async fn verify_store_revoke(
     }
     o.rotated = true;
     if !failed.is_empty() {
+        let states: Vec<String> = o
+            .targets
+            .iter()
+            .filter(|t| t.result.is_err())
+            .map(|t| {
+                if t.maybe_written {
+                    format!(
+                        "{} holds the new token or its previous one (both live)",
+                        t.label
+                    )
+                } else {
+                    format!("{} keeps what it held before", t.label)
+                }
+            })
+            .collect();
         let e = RotateError::StorePartial {
             failed: failed.len(),
             total: o.targets.len(),
             labels: failed.join(", "),
+            states: states.join("; "),
         };
         return (o.fail(e), Some(new));
     }
@@ -420,10 +482,31 @@ async fn create(
                     "Created Seqera token `{}` (id {})",
                     new.info.name, new.info.id
                 ));
+                if new.info.name != name {
+                    out.warning(&format!(
+                        "Seqera names the new token (id {}) `{}`, not `{name}` as asked",
+                        new.info.id, new.info.name
+                    ));
+                }
                 return Ok(new);
             }
             Err(SeqeraError::NameTaken) => {
                 taken.insert(name);
+            }
+            Err(SeqeraError::MalformedValue { info, value }) => {
+                // Before anything else is printed: no piece of it may show (SPEC §8).
+                out.mask_lines(&value);
+                drop(value);
+                let fate = match c.seqera.delete_token(info.id).await {
+                    Ok(_) => format!("that token (id {}) was revoked", info.id),
+                    Err(e) => format!(
+                        "revoking that token (id {}) failed ({e}); the next run revokes it",
+                        info.id
+                    ),
+                };
+                return Err(RotateError::Create(format!(
+                    "Seqera answered with a token value that is not in the token format (printable, no blanks), so it was neither used nor shown; {fate}"
+                )));
             }
             Err(e) if e.is_ambiguous() => {
                 out.warning(&format!(
@@ -568,6 +651,10 @@ async fn store(
                     },
                     t.label
                 )),
+                Err(e) if e.maybe_performed() => out.warning(&format!(
+                    "No clear answer writing {}: {e}; asking GitHub whether it was stored",
+                    t.label
+                )),
                 Err(e) => out.error(&format!("Could not write {}: {e}", t.label)),
             }
             let maybe_written = matches!(&result, Err(e) if e.maybe_performed());
@@ -583,6 +670,81 @@ async fn store(
         .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Settles every write that got no clear answer from the secret's metadata (SPEC §5.6): a
+/// confirmed write counts as done, a confirmed non-write as failed, anything else stays
+/// "may hold the new token".
+async fn resolve_unclear(
+    s: &Settings,
+    c: &Clients,
+    results: &mut [TargetResult],
+    reference: Option<OffsetDateTime>,
+    out: &Report,
+) {
+    let unclear: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].maybe_written)
+        .collect();
+    if unclear.is_empty() {
+        return;
+    }
+    let read = |ids: Vec<usize>| {
+        stream::iter(ids)
+            .map(|i| async move {
+                let t = &s.targets[i];
+                let meta = c
+                    .github
+                    .secret_metadata(&t.scope, t.secret_name.as_str())
+                    .await
+                    .map_err(|e| e.to_string());
+                (i, judge(meta, reference))
+            })
+            .buffer_unordered(s.max_concurrency)
+            .collect::<Vec<_>>()
+    };
+    let mut verdicts = read(unclear).await;
+    // "Not written" is only trusted once an attempt still in flight had time to land (a
+    // timed-out write can commit late): wait about one more timeout, then look again.
+    let again: Vec<usize> = verdicts
+        .iter()
+        .filter(|(_, v)| matches!(v, Resolution::NotWritten(_)))
+        .map(|(i, _)| *i)
+        .collect();
+    if !again.is_empty() {
+        tokio::time::sleep(s.seqera.timeout.min(Duration::from_secs(10))).await;
+        let second = read(again).await;
+        for (i, v) in second {
+            if let Some(slot) = verdicts.iter_mut().find(|(j, _)| *j == i) {
+                slot.1 = v;
+            }
+        }
+    }
+    for (i, verdict) in verdicts {
+        let r = &mut results[i];
+        let why = r.result.as_ref().err().cloned().unwrap_or_default();
+        match verdict {
+            Resolution::Written => {
+                out.step(&format!(
+                    "{}: the write got no clear answer ({why}), but GitHub's metadata shows it was stored",
+                    r.label
+                ));
+                r.result = Ok(Written::Updated);
+                r.maybe_written = false;
+            }
+            Resolution::NotWritten(how) => {
+                out.step(&format!("{}: not written ({how})", r.label));
+                r.result = Err(format!("{why}; not written ({how})"));
+                r.maybe_written = false;
+            }
+            Resolution::Unknown(how) => {
+                out.warning(&format!(
+                    "{}: the write got no clear answer and {how}; it may hold the new token, which is therefore kept",
+                    r.label
+                ));
+                r.result = Err(format!("{why}; may hold the new token ({how})"));
+            }
+        }
+    }
 }
 
 async fn write_one(
@@ -657,4 +819,37 @@ async fn revoke_older(
         }
     }
     (revoked, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    fn meta(secs: i64) -> Result<Option<SecretMeta>, String> {
+        Ok(Some(SecretMeta {
+            updated_at: at(secs),
+            visibility: None,
+        }))
+    }
+
+    // Issue 9, defect 1: only a strictly later `updated_at` proves this run's write; only a
+    // strictly earlier one (or none) proves the previous value stands. Everything else keeps
+    // the new token live.
+    #[test]
+    fn unclear_writes_are_judged_by_whole_seconds_of_githubs_clock() {
+        let r = Some(at(1_000));
+        assert_eq!(judge(meta(1_001), r), Resolution::Written);
+        assert!(matches!(judge(meta(999), r), Resolution::NotWritten(_)));
+        assert!(matches!(judge(Ok(None), r), Resolution::NotWritten(_)));
+        assert!(matches!(judge(meta(1_000), r), Resolution::Unknown(_)));
+        assert!(matches!(judge(meta(1_001), None), Resolution::Unknown(_)));
+        assert!(matches!(
+            judge(Err("HTTP 500".into()), r),
+            Resolution::Unknown(_)
+        ));
+    }
 }

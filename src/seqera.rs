@@ -89,6 +89,15 @@ pub enum SeqeraError {
     /// 409 on create: the name is taken.
     #[error("a token with this name already exists")]
     NameTaken,
+    /// The create answered with a value that is not in the token format (printable, no
+    /// blanks): never used nor printed; the caller masks it piece by piece and revokes `info`.
+    #[error("Seqera answered the create with a token value that is not in the token format (printable characters, no blanks)")]
+    MalformedValue {
+        /// The token that was created.
+        info: TokenInfo,
+        /// The value, to mask and forget.
+        value: SecretString,
+    },
     /// Anything else.
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -180,6 +189,9 @@ impl SeqeraClient {
         match (r.access_key, r.token) {
             (Some(value), Some(info)) => {
                 self.0.hide(&value);
+                if !is_token_format(value.expose_secret()) {
+                    return Err(SeqeraError::MalformedValue { info, value });
+                }
                 Ok(NewToken { info, value })
             }
             _ => Err(SeqeraError::Http(HttpError::Decode {
@@ -204,6 +216,12 @@ impl SeqeraClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// SPEC §8: a token value is printable ASCII without blanks, of a sane length. Anything else
+/// would split the `::add-mask::` line (a line break) or could not be sent as a header.
+pub fn is_token_format(value: &str) -> bool {
+    (16..=4096).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The token id inside a Seqera token value (`base64({"tid":N}.<hex>)`), if it has that form.
@@ -248,6 +266,20 @@ mod tests {
             .encode(r#"{"tid": 42}.0123456789abcdef0123456789abcdef01234567"#);
         assert_eq!(token_id_of(&SecretString::from(v)), Some(42));
         assert_eq!(token_id_of(&SecretString::from("not-a-seqera-token")), None);
+    }
+
+    #[test]
+    fn token_format() {
+        assert!(is_token_format("eyJ0aWQiOjF9.0123456789abcdef"));
+        for bad in [
+            "eyJ0aWQiOjF9.0123456789abcdef\n::warning::x",
+            "eyJ0aWQiOjF9 0123456789abcdef",
+            "short",
+            "eyJ0aWQiOjF9.0123456789abcdé",
+            "eyJ0aWQiOjF9.0123456789\u{1b}[0m",
+        ] {
+            assert!(!is_token_format(bad), "{bad:?}");
+        }
     }
 
     #[test]
