@@ -406,7 +406,7 @@ fn a_pasted_token_as_a_stray_argument_is_not_echoed() {
         "{}",
         run.all()
     );
-    assert_no_fragment(&run, &[w.access.value.clone()]);
+    assert_no_fragment(&run, std::slice::from_ref(&w.access.value));
     assert!(w.sb.requests().is_empty());
     let run = w.run(&[], &[&format!("--token={}", w.access.value)]);
     assert_eq!(run.code, 2);
@@ -415,7 +415,7 @@ fn a_pasted_token_as_a_stray_argument_is_not_echoed() {
         "{}",
         run.all()
     );
-    assert_no_fragment(&run, &[w.access.value.clone()]);
+    assert_no_fragment(&run, std::slice::from_ref(&w.access.value));
 }
 
 #[test]
