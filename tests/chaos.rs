@@ -10,7 +10,8 @@
 //!
 //! Seeded: `CHAOS_SEED=<u64>` replays a run (the seed is printed, and named in every
 //! failure), `CHAOS_CASES=<n>` sets the number of cases (default 12), `CHAOS_CASE=<i>` runs
-//! only case `i` of the seed, `CHAOS_THREADS=<n>` the parallelism (default 4).
+//! only case `i` of the seed, `CHAOS_THREADS=<n>` the parallelism (default 4), and
+//! `CHAOS_LIST=1` prints the cases without running them.
 
 mod common;
 
@@ -437,6 +438,12 @@ fn chaos() {
         .filter(|i| only.is_none() || only == Some(*i))
         .map(|i| Case::generate(seed, i))
         .collect();
+    if std::env::var_os("CHAOS_LIST").is_some() {
+        for c in &all {
+            eprintln!("{c:?}");
+        }
+        return;
+    }
     let queue = Mutex::new(all.iter());
     let failures = Mutex::new(Vec::new());
     let timings = Mutex::new(HashMap::new());
