@@ -1211,3 +1211,32 @@ fn a_create_that_keeps_failing_reports_the_server_error() {
     );
     w.assert_no_leak(&run, false);
 }
+
+/// A write that timed out may still be performed after the run has read the secret's
+/// metadata: here the first attempt is slow (it lands 2 s later) and the retries get a 500
+/// that was not performed, so the metadata, read at once, still shows the previous write.
+/// "Not written" is not proven while an attempt may be in flight: rolling back would leave
+/// the secret holding a revoked token once the slow write lands (SPEC §5 "Invariant").
+#[test]
+fn a_slow_write_landing_after_the_metadata_read_is_not_rolled_back() {
+    let (w, prev) = rotated_once();
+    sleep_past_the_second_of(&w.sb.secret(&scope(), SECRET).unwrap().updated_at);
+    w.sb.add_fault(Call::Put.rule(Occurrence::Nth(1), FaultAction::Delay(SLOW)));
+    w.sb.add_fault(Call::Put.rule(Occurrence::Always, FaultAction::status(500)));
+    let run = w.run(&[("INPUT_TIMEOUT", TIMEOUT)], &[]);
+    w.settle(SETTLE);
+    let ctx = format!("{run:#?}\nrequests: {:#?}", summary_of_requests(&w));
+    assert_eq!(run.code, 1, "{ctx}");
+    let stored = w.secret_value(&scope(), SECRET).expect("the secret exists");
+    assert!(
+        w.sb.is_live(&stored),
+        "INVARIANT broken: the late write left a revoked token in the secret\n{ctx}"
+    );
+    assert!(w.live_token_in(&scope(), SECRET).id > prev.id, "{ctx}");
+    w.assert_no_leak(&run, false);
+    w.sb.clear_faults();
+    let again = w.run(&[], &[]);
+    assert_eq!(again.code, 0, "{again:#?}");
+    let now = w.live_token_in(&scope(), SECRET);
+    assert_eq!(w.live_managed_ids(), [now.id]);
+}
