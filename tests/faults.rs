@@ -172,10 +172,17 @@ enum Fault {
     MalformedJson,
     /// 502 with an HTML page from a proxy, once; not performed.
     HtmlPage,
+    /// Performed, then answered 504 (a gateway that committed the write), once: the retry
+    /// is a normal request (a DELETE's retry finds nothing to delete: 404).
+    PerformThen5xx,
+    /// Every attempt performed, then answered 502, 503, then 504 from then on.
+    /// (The "performed, then timeout" faults are `TimeoutOnce`/`TimeoutAlways`: a `Delay`
+    /// performs the operation late, after the client gave up.)
+    PerformThen5xxAlways,
 }
 
 impl Fault {
-    const ALL: [Fault; 11] = [
+    const ALL: [Fault; 13] = [
         Fault::Unavailable503,
         Fault::TooManyRetryAfter,
         Fault::TooManyNoHint,
@@ -187,6 +194,8 @@ impl Fault {
         Fault::PerformThenDrop,
         Fault::MalformedJson,
         Fault::HtmlPage,
+        Fault::PerformThen5xx,
+        Fault::PerformThen5xxAlways,
     ];
 
     fn rules(self, call: Call) -> Vec<FaultRule> {
@@ -209,11 +218,26 @@ impl Fault {
             Fault::PerformThenDrop => call.once(FaultAction::PerformThenDrop),
             Fault::MalformedJson => call.once(FaultAction::MalformedJson),
             Fault::HtmlPage => call.once(FaultAction::HtmlPage),
+            Fault::PerformThen5xx => call.once(FaultAction::perform_then(504)),
+            Fault::PerformThen5xxAlways => {
+                let mut rules = call.every_time(FaultAction::perform_then(504));
+                let always = rules.pop().expect("every_time ends with the Always rule");
+                rules.push(call.rule(Occurrence::Nth(call.nth()), FaultAction::perform_then(502)));
+                rules.push(call.rule(
+                    Occurrence::Nth(call.nth() + 1),
+                    FaultAction::perform_then(503),
+                ));
+                rules.push(always);
+                rules
+            }
         }
     }
 
     fn persistent(self) -> bool {
-        matches!(self, Fault::Persistent500 | Fault::TimeoutAlways)
+        matches!(
+            self,
+            Fault::Persistent500 | Fault::TimeoutAlways | Fault::PerformThen5xxAlways
+        )
     }
 
     fn slow(self) -> bool {
@@ -246,11 +270,18 @@ impl Case {
         self.call == Call::Create && self.fault.slow()
     }
 
-    /// Every secret write timed out, yet a slow server performs them late: the run cannot
-    /// know whether the secret holds the new token or the previous one, so it must revoke
-    /// neither (SPEC §5 step 6, "some failed → revoke nothing").
-    fn ambiguous_store(&self) -> bool {
-        self.call == Call::Put && self.fault == Fault::TimeoutAlways
+    /// Every secret write ended without a clear answer, yet the server performed them (late,
+    /// or before answering 5xx). SPEC §5 step 6: the run reads the secret's metadata; it was
+    /// updated after this run's preflight `Date`, so it is written (success: exit 0, the
+    /// previous token revoked) — or, if the run cannot tell, the target possibly holds the new
+    /// token, so the new token is never rolled back and nothing is revoked (exit 1).
+    /// Either way the secret holds the new token, live.
+    fn store_performed_without_answer(&self) -> bool {
+        self.call == Call::Put
+            && matches!(
+                self.fault,
+                Fault::TimeoutAlways | Fault::PerformThen5xxAlways
+            )
     }
 }
 
@@ -266,7 +297,10 @@ fn all_cases() -> Vec<Case> {
 //   yet the old token was revoked; on GETs it was a final, unretried error
 //   (MalformedJson × every call);
 // - when every secret write timed out but a slow server stored it, the new token was rolled
-//   back and the secret held a revoked token (Put × TimeoutAlways).
+//   back and the secret held a revoked token (Put × TimeoutAlways);
+// - issue 9, defect 1: a gateway committed every secret write and answered 5xx; the 5xx was
+//   taken as "not written", the new token rolled back, and the secret held a revoked token
+//   (Put × PerformThen5xxAlways).
 
 fn run_case(c: &Case) {
     let w = World::new();
@@ -274,6 +308,12 @@ fn run_case(c: &Case) {
     assert_eq!(setup.code, 0, "setup run: {setup:#?}");
     let prev = w.live_token_in(&scope(), SECRET);
     let prev_writes = w.sb.secret(&scope(), SECRET).unwrap().writes;
+    if c.call == Call::Put {
+        // A write without a clear answer is resolved by comparing the secret's `updated_at`
+        // with the `Date` of this run's preflight, in whole seconds: start the run in a later
+        // second than the setup's write, so "not written" can be proven.
+        sleep_past_the_second_of(&w.sb.secret(&scope(), SECRET).unwrap().updated_at);
+    }
     w.sb.clear_requests();
     for rule in c.fault.rules(c.call) {
         w.sb.add_fault(rule);
@@ -364,7 +404,45 @@ fn run_case(c: &Case) {
         BTreeSet::new()
     };
 
-    if !c.fails() {
+    if c.store_performed_without_answer() {
+        let created: Vec<u64> =
+            w.sb.tokens()
+                .iter()
+                .filter(|t| t.id > prev.id && t.user_id == w.user)
+                .map(|t| t.id)
+                .collect();
+        assert_eq!(created.len(), 1, "one create: {created:?}\n{ctx}");
+        assert_eq!(
+            in_secret.id, created[0],
+            "the server stored the new token: it must be the one in the secret, live\n{ctx}"
+        );
+        assert_eq!(run.out("rotated"), "true", "{ctx}");
+        match run.code {
+            // Resolved as written: a success.
+            0 => {
+                assert_eq!(live, [in_secret.id].into(), "{ctx}");
+                assert_eq!(run.out("revoked-token-ids"), prev.id.to_string(), "{ctx}");
+            }
+            // Could not be told: possibly holding the new token, so nothing is revoked.
+            1 => {
+                assert_eq!(
+                    live,
+                    [prev.id, in_secret.id].into(),
+                    "neither token may be revoked\n{ctx}"
+                );
+                assert!(run.stdout.contains("::error::"), "{ctx}");
+                assert!(
+                    run.all().contains("repo:octo/app"),
+                    "names the target\n{ctx}"
+                );
+                assert!(
+                    !run.all().contains("keeps its previous"),
+                    "claims the previous token is in place\n{ctx}"
+                );
+            }
+            code => panic!("exit code {code}\n{ctx}"),
+        }
+    } else if !c.fails() {
         assert_eq!(run.code, 0, "a transient fault must end in success\n{ctx}");
         assert_eq!(run.out("rotated"), "true", "{ctx}");
         assert!(
@@ -386,22 +464,7 @@ fn run_case(c: &Case) {
             run.all().contains(c.call.failure_words()),
             "message names the step\n{ctx}"
         );
-        if c.ambiguous_store() {
-            let created: Vec<u64> =
-                w.sb.tokens()
-                    .iter()
-                    .filter(|t| t.id > prev.id && t.user_id == w.user)
-                    .map(|t| t.id)
-                    .collect();
-            assert_eq!(created.len(), 1, "one create: {created:?}\n{ctx}");
-            let both: BTreeSet<u64> = [prev.id, created[0]].into();
-            assert_eq!(live, both, "neither token may be revoked\n{ctx}");
-            assert!(both.contains(&in_secret.id), "{ctx}");
-            assert!(
-                run.all().contains("repo:octo/app"),
-                "names the target\n{ctx}"
-            );
-        } else if c.call == Call::Delete {
+        if c.call == Call::Delete {
             // The secrets are good; the previous token may survive (the revoke failed) or not
             // (a slow server performed it after the client gave up).
             assert!(in_secret.id > prev.id, "{ctx}");
@@ -446,6 +509,18 @@ fn run_case(c: &Case) {
     w.assert_no_leak(&again, false);
 }
 
+/// Sleeps until the wall clock is past the whole second of `updated_at` (GitHub's form,
+/// `YYYY-MM-DDTHH:MM:SSZ`), so that a later `Date` is in a later second.
+fn sleep_past_the_second_of(updated_at: &str) {
+    let t = time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("updated_at {updated_at}: {e}"));
+    let next = SystemTime::from(t) + Duration::from_secs(1);
+    if let Ok(wait) = next.duration_since(SystemTime::now()) {
+        // A little more, so the sandbox's clock and this one agree which second it is.
+        std::thread::sleep(wait + Duration::from_millis(20));
+    }
+}
+
 fn matches_path(p: &PathMatch, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
     match p {
@@ -485,11 +560,19 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(non-text panic)".into())
 }
 
-/// Runs the cases on a few threads; fails listing every case that failed, by name.
+/// Runs the matrix cases on a few threads; fails listing every case that failed, by name.
+fn run_cases(cases: &[Case]) {
+    run_named(cases, Case::name, run_case);
+}
+
+/// Runs `run` for each case on a few threads; fails listing every case that failed, by name.
+/// `FAULT_FILTER=text` runs only the cases whose name contains `text` (e.g. `Put × Perform`).
 // Prints only case names and timings, never a token value.
 #[allow(clippy::disallowed_macros)]
-fn run_cases(cases: &[Case]) {
-    let queue = Mutex::new(cases.iter());
+fn run_named<C: Sync>(cases: &[C], name: impl Fn(&C) -> String + Sync, run: impl Fn(&C) + Sync) {
+    let filter = std::env::var("FAULT_FILTER").unwrap_or_default();
+    let cases: Vec<&C> = cases.iter().filter(|c| name(c).contains(&filter)).collect();
+    let queue = Mutex::new(cases.iter().copied());
     let failures = Mutex::new(Vec::new());
     // The runs mostly wait (backoff, Retry-After, timeouts), so more threads than CPUs.
     let threads = 8;
@@ -497,14 +580,14 @@ fn run_cases(cases: &[Case]) {
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let Some(c) = queue.lock().unwrap().next().copied() else {
+                let Some(c) = queue.lock().unwrap().next() else {
                     break;
                 };
                 let t = Instant::now();
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_case(&c))) {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| run(c))) {
                     failures.lock().unwrap().push(format!(
                         "--- {} (after {:.1?}):\n{}",
-                        c.name(),
+                        name(c),
                         t.elapsed(),
                         panic_text(p.as_ref())
                     ));
@@ -535,7 +618,154 @@ fn fault_matrix() {
     run_cases(&cases);
 }
 
+// ----- the rollback's DELETE -----
+
+/// What makes the run roll its new token back (SPEC §5 steps 5 and 6).
+#[derive(Clone, Copy, Debug)]
+enum Rollback {
+    /// The verification is rejected (401 on every attempt): revoke the new token.
+    VerifyRejected,
+    /// The secret write is refused with a clear 400: nothing was written, roll back.
+    StoreRefused,
+}
+
+/// The faults of the rollback's `DELETE /api/tokens/{new}` (the only DELETE of such a run).
+const ROLLBACK_DELETE_FAULTS: [Fault; 5] = [
+    Fault::PerformThen5xx,
+    Fault::PerformThen5xxAlways,
+    Fault::PerformThenDrop,
+    Fault::TimeoutOnce,
+    Fault::Drop,
+];
+
+fn run_rollback_case(&(why, fault): &(Rollback, Fault)) {
+    let w = World::new();
+    let setup = w.run(&[], &[]);
+    assert_eq!(setup.code, 0, "setup run: {setup:#?}");
+    let prev = w.live_token_in(&scope(), SECRET);
+    let prev_writes = w.sb.secret(&scope(), SECRET).unwrap().writes;
+    w.sb.clear_requests();
+    match why {
+        Rollback::VerifyRejected => {
+            for rule in Call::Verify.every_time(FaultAction::status(401)) {
+                w.sb.add_fault(rule);
+            }
+        }
+        Rollback::StoreRefused => w.sb.add_fault(Call::Put.rule(
+            Occurrence::Always,
+            FaultAction::Status {
+                status: 400,
+                headers: vec![],
+                body: r#"{"message":"Bad request"}"#.into(),
+            },
+        )),
+    }
+    for rule in fault.rules(Call::Delete) {
+        w.sb.add_fault(rule);
+    }
+    let extra: &[(&str, &str)] = if fault.slow() {
+        &[("INPUT_TIMEOUT", TIMEOUT)]
+    } else {
+        &[]
+    };
+    let run = w.run(extra, &[]);
+    if fault.slow() {
+        w.settle(SETTLE);
+    }
+    let ctx = format!(
+        "run under test: {run:#?}\nrequests: {:#?}",
+        summary_of_requests(&w)
+    );
+    assert_eq!(run.code, 1, "{ctx}");
+    assert!(
+        w.mutations()
+            .iter()
+            .any(|m| m.starts_with("DELETE /api/tokens/")),
+        "no rollback DELETE\n{ctx}"
+    );
+    w.assert_no_leak(&run, false);
+    assert!(!w.sb.delete_all_called(), "delete-all was called");
+    // INVARIANT: the previous token is in place and live; nothing was written.
+    assert_eq!(w.live_token_in(&scope(), SECRET).id, prev.id, "{ctx}");
+    assert_eq!(
+        w.sb.secret(&scope(), SECRET).unwrap().writes,
+        prev_writes,
+        "{ctx}"
+    );
+    assert_eq!(run.out("rotated"), "false", "{ctx}");
+    // Every one of these DELETEs was performed at last (or retried until it was): the new
+    // token is gone, and a retry's 404 counted as "already revoked".
+    assert_eq!(w.live_managed_ids(), [prev.id], "{ctx}");
+
+    w.sb.clear_faults();
+    let again = w.run(&[], &[]);
+    assert_eq!(again.code, 0, "the run after the fault: {again:#?}\n{ctx}");
+    let now = w.live_token_in(&scope(), SECRET);
+    assert_eq!(
+        w.live_managed_ids(),
+        [now.id],
+        "after the repair run\n{ctx}"
+    );
+    w.assert_no_leak(&again, false);
+}
+
+#[test]
+fn rollback_delete_faults() {
+    let cases: Vec<(Rollback, Fault)> = [Rollback::VerifyRejected, Rollback::StoreRefused]
+        .into_iter()
+        .flat_map(|why| ROLLBACK_DELETE_FAULTS.map(|f| (why, f)))
+        .collect();
+    run_named(
+        &cases,
+        |(why, f)| format!("rollback after {why:?} × DELETE {f:?}"),
+        run_rollback_case,
+    );
+}
+
 // ----- single scenarios -----
+
+/// Issue 9, defect 1: a gateway commits the secret write and answers 504, on every attempt.
+/// The secret holds the new token; rolling it back would leave the target with a revoked
+/// token. The metadata read is made to fail too, so the run cannot tell: the target counts
+/// as possibly holding the new token (SPEC §5 step 6).
+#[test]
+fn a_committed_write_answered_504_is_never_rolled_back() {
+    let (w, prev) = rotated_once();
+    sleep_past_the_second_of(&w.sb.secret(&scope(), SECRET).unwrap().updated_at);
+    w.sb.add_fault(Call::Put.rule(Occurrence::Always, FaultAction::perform_then(504)));
+    w.sb.add_fault(FaultRule::github(
+        "GET",
+        PathMatch::Exact(put_path()),
+        Occurrence::Always,
+        FaultAction::status(500),
+    ));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let stored = w.live_token_in(&scope(), SECRET);
+    assert!(
+        stored.id > prev.id,
+        "the secret holds the new token: {run:#?}"
+    );
+    assert!(w.sb.is_live(&stored.value), "the new token was not revoked");
+    assert!(
+        w.sb.is_live(&prev.value),
+        "nothing is revoked while a target is unknown"
+    );
+    let all = run.all();
+    assert!(all.contains("repo:octo/app"), "{all}");
+    assert!(
+        !all.contains("every target keeps its previous"),
+        "a false claim about the target's state: {all}"
+    );
+    assert!(run.stdout.contains("::error::"), "{all}");
+    w.assert_no_leak(&run, false);
+    // The next run repairs it.
+    w.sb.clear_faults();
+    let again = w.run(&[], &[]);
+    assert_eq!(again.code, 0, "{again:#?}");
+    let now = w.live_token_in(&scope(), SECRET);
+    assert_eq!(w.live_managed_ids(), [now.id]);
+}
 
 fn now_epoch() -> u64 {
     SystemTime::now()
@@ -980,4 +1210,33 @@ fn a_create_that_keeps_failing_reports_the_server_error() {
         "the names were free; the server failed: {errors:#?}"
     );
     w.assert_no_leak(&run, false);
+}
+
+/// A write that timed out may still be performed after the run has read the secret's
+/// metadata: here the first attempt is slow (it lands 2 s later) and the retries get a 500
+/// that was not performed, so the metadata, read at once, still shows the previous write.
+/// "Not written" is not proven while an attempt may be in flight: rolling back would leave
+/// the secret holding a revoked token once the slow write lands (SPEC §5 "Invariant").
+#[test]
+fn a_slow_write_landing_after_the_metadata_read_is_not_rolled_back() {
+    let (w, prev) = rotated_once();
+    sleep_past_the_second_of(&w.sb.secret(&scope(), SECRET).unwrap().updated_at);
+    w.sb.add_fault(Call::Put.rule(Occurrence::Nth(1), FaultAction::Delay(SLOW)));
+    w.sb.add_fault(Call::Put.rule(Occurrence::Always, FaultAction::status(500)));
+    let run = w.run(&[("INPUT_TIMEOUT", TIMEOUT)], &[]);
+    w.settle(SETTLE);
+    let ctx = format!("{run:#?}\nrequests: {:#?}", summary_of_requests(&w));
+    assert_eq!(run.code, 1, "{ctx}");
+    let stored = w.secret_value(&scope(), SECRET).expect("the secret exists");
+    assert!(
+        w.sb.is_live(&stored),
+        "INVARIANT broken: the late write left a revoked token in the secret\n{ctx}"
+    );
+    assert!(w.live_token_in(&scope(), SECRET).id > prev.id, "{ctx}");
+    w.assert_no_leak(&run, false);
+    w.sb.clear_faults();
+    let again = w.run(&[], &[]);
+    assert_eq!(again.code, 0, "{again:#?}");
+    let now = w.live_token_in(&scope(), SECRET);
+    assert_eq!(w.live_managed_ids(), [now.id]);
 }

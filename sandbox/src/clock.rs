@@ -1,6 +1,10 @@
 //! Timestamps in the exact text forms the two services use: Seqera writes RFC 3339
 //! with milliseconds (`2024-05-01T12:34:56.789Z`), GitHub without fractions
-//! (`2024-05-01T12:34:56Z`). Formatted by hand to avoid `time`'s macro features.
+//! (`2024-05-01T12:34:56Z`); both put an RFC 7231 IMF-fixdate in the `Date` header
+//! (`Wed, 01 May 2024 12:34:56 GMT`). Formatted by hand to avoid `time`'s macro features.
+//!
+//! Every timestamp the fakes hand out, `Date` headers included, comes from [`now`], so
+//! a client may compare a secret's `updated_at` with the `Date` of an answer.
 
 use time::OffsetDateTime;
 
@@ -17,6 +21,23 @@ pub(crate) fn seqera(t: OffsetDateTime) -> String {
 /// GitHub's form: `YYYY-MM-DDTHH:MM:SSZ`.
 pub(crate) fn github(t: OffsetDateTime) -> String {
     format!("{}Z", seconds(t))
+}
+
+/// The `Date` header's form (RFC 7231 IMF-fixdate): `Wed, 01 May 2024 12:34:56 GMT`.
+pub(crate) fn http_date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let weekday = t.weekday().to_string();
+    let month = t.month().to_string();
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        &weekday[..3],
+        t.day(),
+        &month[..3],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Seconds since the Unix epoch (for `x-ratelimit-reset`).
@@ -47,5 +68,8 @@ mod tests {
         assert_eq!(seqera(t), "2024-05-01T12:34:56.789Z");
         assert_eq!(github(t), "2024-05-01T12:34:56Z");
         assert_eq!(epoch_secs(t), 1_714_566_896);
+        assert_eq!(http_date(t), "Wed, 01 May 2024 12:34:56 GMT");
+        let t = OffsetDateTime::from_unix_timestamp(1_704_067_199).unwrap();
+        assert_eq!(http_date(t), "Sun, 31 Dec 2023 23:59:59 GMT");
     }
 }

@@ -86,6 +86,38 @@ pub enum FaultAction {
     /// Answer 502 with an HTML error page (`text/html`), as a proxy in front of the
     /// service would; the operation is not performed.
     HtmlPage,
+    /// Wait `delay`, perform the operation (state changes!), then answer `status`
+    /// with the JSON body `{"message": <reason phrase>}` instead of the real answer:
+    /// a gateway that lets the write through and answers 504 anyway. The answer
+    /// carries no service headers (no GitHub rate-limit headers), only `Date`.
+    PerformThenStatus {
+        /// HTTP status code of the answer the client sees.
+        status: u16,
+        /// How long to wait before performing the operation.
+        delay: Duration,
+    },
+    /// Not performed. Answer `status` with the body `before + "Authorization: " +
+    /// <the request's Authorization header value, verbatim> + after` and this
+    /// `content-type`: a broken proxy that echoes the request headers back.
+    EchoAuthorization {
+        /// HTTP status code.
+        status: u16,
+        /// The `content-type` of the answer, e.g. `text/plain` or `application/json`.
+        content_type: String,
+        /// Text before the echoed header.
+        before: String,
+        /// Text after the echoed header value.
+        after: String,
+    },
+    /// Not performed. Answer 200 with `content-type: application/json` and a body
+    /// that never ends: with `Some(n)`, a declared `content-length: n` (e.g.
+    /// 8 000 000 000) and filler streamed lazily; with `None`, chunked transfer of
+    /// filler forever. Nothing is allocated up front, the stream only advances as
+    /// fast as the client reads, and it stops when the client goes away.
+    Endless {
+        /// The declared `content-length`, or `None` for chunked transfer.
+        content_length: Option<u64>,
+    },
 }
 
 impl FaultAction {
@@ -99,6 +131,15 @@ impl FaultAction {
             status: code,
             headers: Vec::new(),
             body: serde_json::json!({ "message": reason }).to_string(),
+        }
+    }
+
+    /// Perform the operation, then answer `code` (no delay): see
+    /// [`FaultAction::PerformThenStatus`].
+    pub fn perform_then(code: u16) -> FaultAction {
+        FaultAction::PerformThenStatus {
+            status: code,
+            delay: Duration::ZERO,
         }
     }
 
@@ -164,21 +205,38 @@ impl FaultAction {
     /// Panics (in the test thread, at `add_fault`) on a status or header that
     /// could not be sent, rather than failing later inside the server.
     pub(crate) fn validate(&self) {
-        if let FaultAction::Status {
-            status, headers, ..
-        } = self
-        {
+        let check_status = |status: u16| {
             assert!(
-                (100..=999).contains(status) && StatusCode::from_u16(*status).is_ok(),
-                "FaultAction::Status: invalid status code {status}"
+                StatusCode::from_u16(status).is_ok(),
+                "FaultAction: invalid status code {status}"
             );
-            for (name, value) in headers {
+        };
+        match self {
+            FaultAction::Status {
+                status, headers, ..
+            } => {
+                check_status(*status);
+                for (name, value) in headers {
+                    assert!(
+                        HeaderName::from_bytes(name.as_bytes()).is_ok()
+                            && HeaderValue::from_str(value).is_ok(),
+                        "FaultAction::Status: invalid header {name:?}: {value:?}"
+                    );
+                }
+            }
+            FaultAction::PerformThenStatus { status, .. } => check_status(*status),
+            FaultAction::EchoAuthorization {
+                status,
+                content_type,
+                ..
+            } => {
+                check_status(*status);
                 assert!(
-                    HeaderName::from_bytes(name.as_bytes()).is_ok()
-                        && HeaderValue::from_str(value).is_ok(),
-                    "FaultAction::Status: invalid header {name:?}: {value:?}"
+                    HeaderValue::from_str(content_type).is_ok(),
+                    "FaultAction::EchoAuthorization: invalid content type {content_type:?}"
                 );
             }
+            _ => {}
         }
     }
 }

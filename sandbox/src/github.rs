@@ -308,6 +308,26 @@ impl State {
         true
     }
 
+    pub(crate) fn backdate_secret(
+        &mut self,
+        scope: &SecretScope,
+        name: &str,
+        by: std::time::Duration,
+    ) -> bool {
+        match self
+            .secrets
+            .get_mut(&scope.normalized())
+            .and_then(|m| m.get_mut(&name.to_ascii_uppercase()))
+        {
+            Some(s) => {
+                s.created_at -= by;
+                s.updated_at -= by;
+                true
+            }
+            None => false,
+        }
+    }
+
     // ----- serving -----
 
     /// Adds the headers GitHub puts on every answer, and counts the request

@@ -4,15 +4,22 @@
 //! Each request is processed in its own task, detached from the connection: if a
 //! client times out and hangs up, the server still finishes (and commits) the
 //! operation, as a real server would. That is what makes timeouts ambiguous.
+//!
+//! Every answer gets a `Date` header from the fakes' clock (unless a fault set its own).
 
+use std::convert::Infallible;
 use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,10 +27,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::faults::FaultAction;
-use crate::{github, lock, seqera, Api, RequestRecord, Shared};
+use crate::{clock, github, lock, seqera, Api, RequestRecord, Shared};
 
-/// Every response the fakes produce.
+/// Every response the handlers produce (a whole body).
 pub(crate) type Resp = Response<Full<Bytes>>;
+
+/// What goes on the wire: a whole body, or an endless stream.
+type WireResp = Response<BoxBody<Bytes, Infallible>>;
 
 /// A fully read request.
 pub(crate) struct Req {
@@ -96,7 +106,7 @@ async fn handle(
     api: Api,
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Resp, DropConnection> {
+) -> Result<WireResp, DropConnection> {
     let (parts, body) = req.into_parts();
     // Read the whole body first, so a dropped answer is never mistaken for a
     // half-sent request.
@@ -115,7 +125,7 @@ async fn handle(
 }
 
 /// Record, apply faults and latency, dispatch. `None` means "close without answering".
-async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<Resp> {
+async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<WireResp> {
     let seq = record(&shared, api, &req);
     let action = lock(&shared.faults).select(api, req.method.as_str(), &req.path);
     let latency = *lock(&shared.latency);
@@ -132,6 +142,13 @@ async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<Resp> {
         Some(FaultAction::PerformThenDrop) => {
             let _ = dispatch(api, &shared, &req);
             None
+        }
+        Some(FaultAction::PerformThenStatus { status, delay }) => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = dispatch(api, &shared, &req);
+            Some(reason_json(status))
         }
         Some(FaultAction::Status {
             status,
@@ -171,9 +188,131 @@ async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<Resp> {
             "content-type",
             "text/html",
         )),
+        Some(FaultAction::EchoAuthorization {
+            status,
+            content_type,
+            before,
+            after,
+        }) => {
+            let mut body = before.into_bytes();
+            body.extend_from_slice(b"Authorization: ");
+            if let Some(v) = req.headers.get("authorization") {
+                body.extend_from_slice(v.as_bytes());
+            }
+            body.extend_from_slice(after.as_bytes());
+            Some(with_header(
+                bytes_response(status, body.into()),
+                "content-type",
+                &content_type,
+            ))
+        }
+        Some(FaultAction::Endless { content_length }) => {
+            set_status(&shared, seq, Some(200));
+            return Some(dated(endless(&shared, content_length)));
+        }
     };
     set_status(&shared, seq, resp.as_ref().map(|r| r.status().as_u16()));
+    resp.map(|r| dated(r.map(BodyExt::boxed)))
+}
+
+/// Adds the `Date` header from the fakes' clock, unless the answer has one already
+/// (a `Status` fault may send its own).
+fn dated(mut resp: WireResp) -> WireResp {
+    if !resp.headers().contains_key(DATE) {
+        if let Ok(v) = HeaderValue::from_str(&clock::http_date(clock::now())) {
+            resp.headers_mut().insert(DATE, v);
+        }
+    }
     resp
+}
+
+/// `status` with `{"message": <reason phrase>}`.
+fn reason_json(status: u16) -> Resp {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    json(status, &serde_json::json!({ "message": reason }))
+}
+
+/// The answer of an `Endless` fault.
+fn endless(shared: &Arc<Shared>, content_length: Option<u64>) -> WireResp {
+    let body = Filler::new(Arc::clone(&shared.endless_bodies), content_length);
+    let mut resp = Response::new(body.boxed());
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(n) = content_length {
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    resp
+}
+
+/// Bytes of filler per frame, served from a static buffer: nothing is allocated per frame.
+const FILLER_CHUNK: usize = 64 * 1024;
+static FILLER: [u8; FILLER_CHUNK] = [b'x'; FILLER_CHUNK];
+/// How the endless body starts, so it looks like the beginning of a JSON document.
+const FILLER_HEAD: &[u8] = b"{\"filler\":\"";
+
+/// A body of `remaining` bytes (or without end), produced only as hyper asks for more,
+/// i.e. as fast as the client reads. Counted in `open` while alive, so a test can see
+/// the stream stop once the client has gone away.
+struct Filler {
+    remaining: Option<u64>,
+    started: bool,
+    open: Arc<AtomicUsize>,
+}
+
+impl Filler {
+    fn new(open: Arc<AtomicUsize>, remaining: Option<u64>) -> Filler {
+        open.fetch_add(1, Ordering::SeqCst);
+        Filler {
+            remaining,
+            started: false,
+            open,
+        }
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Body for Filler {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let source: &'static [u8] = if this.started { &FILLER } else { FILLER_HEAD };
+        this.started = true;
+        let n = match this.remaining {
+            Some(0) => return Poll::Ready(None),
+            // Bounded by `source.len()`, so the cast back cannot truncate.
+            Some(r) => r.min(source.len() as u64) as usize,
+            None => source.len(),
+        };
+        if let Some(r) = &mut this.remaining {
+            *r -= n as u64;
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&source[..n])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
 }
 
 fn dispatch(api: Api, shared: &Shared, req: &Req) -> Resp {
@@ -275,5 +414,73 @@ pub(crate) fn with_default_header(resp: Resp, name: &str, value: &str) -> Resp {
         resp
     } else {
         with_header(resp, name, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use crate::{FaultAction, FaultRule, Occurrence, PathMatch, Sandbox};
+
+    /// Reads at least `n` bytes of a raw answer, returns the head (lower-cased).
+    fn read_some(stream: &mut TcpStream, n: usize) -> String {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = Vec::new();
+        while got.len() < n {
+            let k = stream.read(&mut buf).unwrap();
+            assert!(k > 0, "the endless body ended");
+            got.extend_from_slice(&buf[..k]);
+        }
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        String::from_utf8_lossy(&got[..end]).to_lowercase()
+    }
+
+    fn open_streams(sb: &Sandbox) -> usize {
+        sb.shared.endless_bodies.load(Ordering::SeqCst)
+    }
+
+    fn wait_for_no_stream(sb: &Sandbox) {
+        let start = Instant::now();
+        while open_streams(sb) != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the endless body is still streamed after the client went away"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn an_endless_body_stops_when_the_client_goes_away() {
+        for (content_length, want) in [
+            (Some(8_000_000_000), "content-length: 8000000000"),
+            (None, "transfer-encoding: chunked"),
+        ] {
+            let sb = Sandbox::start().unwrap();
+            sb.add_fault(FaultRule::seqera(
+                "GET",
+                PathMatch::Exact("/api/tokens".into()),
+                Occurrence::Always,
+                FaultAction::Endless { content_length },
+            ));
+            let mut stream = TcpStream::connect(sb.seqera_addr()).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+                .write_all(b"GET /api/tokens HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+                .unwrap();
+            let head = read_some(&mut stream, 4 << 20);
+            assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+            assert!(head.contains(want), "{head}");
+            assert!(head.contains("\r\ndate: "), "{head}");
+            assert_eq!(open_streams(&sb), 1);
+            drop(stream);
+            wait_for_no_stream(&sb);
+        }
     }
 }

@@ -21,6 +21,23 @@
 //!   `selected_repository_ids` ends up with an empty selection: a client that
 //!   wants to keep the current list must read it and send it again.
 //!
+//! Every answer of both fakes carries a `Date` header (RFC 7231 IMF-fixdate) from
+//! the same clock as Seqera's `dateCreated` and GitHub's `updated_at`, so a client
+//! can tell whether a secret was written after a given answer (in whole seconds).
+//!
+//! Hostile servers, for tests of what a client does with an answer it cannot trust:
+//!
+//! - [`FaultAction::PerformThenStatus`] (or [`FaultAction::perform_then`]): the write
+//!   is committed, the client sees e.g. a 504 — "may have been performed".
+//! - [`FaultAction::EchoAuthorization`]: a proxy echoing the request's
+//!   `Authorization` header (the client's own secret) in an error body.
+//! - [`FaultAction::Endless`]: a 200 whose body never ends (a declared
+//!   `content-length` of gigabytes, or chunked forever), streamed lazily.
+//! - [`Sandbox::set_created_token_name`] and [`Sandbox::set_access_key_suffix`]:
+//!   token names and values with any text in them; user names are free text
+//!   already ([`Sandbox::add_user`]).
+//! - [`Sandbox::backdate_secret`]: a secret written long before the run.
+//!
 //! Secret values are decrypted with the fake's own X25519 secret keys (never with
 //! anything the client provides), so a test can check what a secret really holds
 //! with [`Sandbox::secret`].
@@ -58,6 +75,7 @@ mod seqera;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -318,6 +336,8 @@ pub(crate) struct Shared {
     pub(crate) log: Mutex<(u64, Vec<(u64, RequestRecord)>)>,
     pub(crate) faults: Mutex<faults::Faults>,
     pub(crate) latency: Mutex<Duration>,
+    /// Bodies of `Endless` faults still being streamed.
+    pub(crate) endless_bodies: Arc<AtomicUsize>,
 }
 
 /// Locks a mutex, ignoring poisoning: a panicking test must not take the fake down
@@ -355,6 +375,7 @@ impl Sandbox {
             log: Mutex::new((0, Vec::new())),
             faults: Mutex::new(faults::Faults::default()),
             latency: Mutex::new(Duration::ZERO),
+            endless_bodies: Arc::new(AtomicUsize::new(0)),
         });
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -482,6 +503,23 @@ impl Sandbox {
         }
     }
 
+    /// A hostile Seqera: the `token.name` reported in the answers of later `POST
+    /// /tokens` is `name` (any text, e.g. with line breaks or workflow commands),
+    /// while the stored token keeps the name that was asked for. `None` restores
+    /// honest answers.
+    pub fn set_created_token_name(&self, name: Option<&str>) {
+        lock(&self.shared.seqera).set_reported_name(name.map(str::to_owned));
+    }
+
+    /// A hostile Seqera: tokens created by later `POST /tokens` get values
+    /// (`accessKey`) ending with `suffix`, and are stored with it, so a client that
+    /// sends the value verbatim as a bearer token is authenticated (the fake trims
+    /// the header, so a suffix ending in whitespace cannot be sent back).
+    /// [`Sandbox::create_token`] is not affected. `None` restores normal values.
+    pub fn set_access_key_suffix(&self, suffix: Option<&str>) {
+        lock(&self.shared.seqera).set_value_suffix(suffix.map(str::to_owned));
+    }
+
     /// All tokens ever created, revoked ones included, ordered by id.
     pub fn tokens(&self) -> Vec<SeqeraToken> {
         lock(&self.shared.seqera).all()
@@ -598,6 +636,17 @@ impl Sandbox {
         }
     }
 
+    /// Moves a stored secret's `created_at` and `updated_at` back by `by`, as if it
+    /// had been written that long before the test.
+    ///
+    /// # Panics
+    /// If there is no such secret.
+    pub fn backdate_secret(&self, scope: &SecretScope, name: &str, by: Duration) {
+        if !lock(&self.shared.github).backdate_secret(scope, name, by) {
+            panic!("Sandbox::backdate_secret: no secret {name} in {scope:?}");
+        }
+    }
+
     // ----- observation and faults -----
 
     /// Every request received so far, in order of arrival.
@@ -618,7 +667,8 @@ impl Sandbox {
     /// requests it matches, and the first rule that fires decides.
     ///
     /// # Panics
-    /// If a [`FaultAction::Status`] has an invalid status code or header.
+    /// If a [`FaultAction::Status`] has an invalid status code or header (or another
+    /// action an invalid status code or content type).
     pub fn add_fault(&self, rule: FaultRule) {
         rule.action.validate();
         lock(&self.shared.faults).add(rule);

@@ -66,6 +66,10 @@ pub(crate) struct State {
     next_user_id: u64,
     next_token_id: u64,
     delete_all_called: bool,
+    /// Hostile answers: the `token.name` to report on create instead of the real one.
+    reported_name: Option<String>,
+    /// Hostile values: appended to the value of every token created through the API.
+    value_suffix: Option<String>,
 }
 
 impl State {
@@ -77,7 +81,17 @@ impl State {
             next_user_id: FIRST_USER_ID,
             next_token_id: FIRST_TOKEN_ID,
             delete_all_called: false,
+            reported_name: None,
+            value_suffix: None,
         }
+    }
+
+    pub(crate) fn set_reported_name(&mut self, name: Option<String>) {
+        self.reported_name = name;
+    }
+
+    pub(crate) fn set_value_suffix(&mut self, suffix: Option<String>) {
+        self.value_suffix = suffix;
     }
 
     pub(crate) fn add_user(&mut self, name: &str) -> u64 {
@@ -94,6 +108,15 @@ impl State {
     }
 
     pub(crate) fn mint(&mut self, user_id: u64, name: &str) -> Result<u64, MintError> {
+        self.mint_with_suffix(user_id, name, "")
+    }
+
+    fn mint_with_suffix(
+        &mut self,
+        user_id: u64,
+        name: &str,
+        suffix: &str,
+    ) -> Result<u64, MintError> {
         if !self.users.contains_key(&user_id) {
             return Err(MintError::NoSuchUser);
         }
@@ -110,7 +133,7 @@ impl State {
         }
         let id = self.next_token_id;
         self.next_token_id += 1;
-        let value = token_value(id);
+        let value = token_value(id) + suffix;
         self.by_value.insert(value.clone(), id);
         self.tokens.insert(
             id,
@@ -366,13 +389,15 @@ fn create_token(state: &mut State, user_id: u64, req: &Req) -> Resp {
     let Some(name) = body.get("name").and_then(Value::as_str) else {
         return message(400, "Missing or invalid token name");
     };
-    match state.mint(user_id, name) {
+    let suffix = state.value_suffix.clone().unwrap_or_default();
+    match state.mint_with_suffix(user_id, name, &suffix) {
         Ok(id) => {
             let value = state.tokens[&id].value.clone();
-            json(
-                200,
-                &json!({ "accessKey": value, "token": state.token_json(id) }),
-            )
+            let mut token = state.token_json(id);
+            if let Some(reported) = &state.reported_name {
+                token["name"] = json!(reported);
+            }
+            json(200, &json!({ "accessKey": value, "token": token }))
         }
         Err(MintError::BadName) => {
             message(400, "Token name must be between 1 and 50 characters long")

@@ -501,3 +501,370 @@ fn invalid_fault_status_panics_in_the_test() {
         },
     ));
 }
+
+// ----- hostile servers -----
+
+#[tokio::test]
+async fn perform_then_status_commits_the_write_and_answers_the_status() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    let path = format!("{}/S", scope.secrets_path());
+    sb.add_fault(FaultRule::github(
+        "PUT",
+        PathMatch::Exact(path.clone()),
+        Occurrence::Nth(1),
+        FaultAction::perform_then(504),
+    ));
+    let c = client();
+    let resp = gh(&c, &sb, Method::PUT, &path, WRITER)
+        .json(&sealed_body(&sb, &scope, "v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(header(&resp, "content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(
+        body_json(resp).await,
+        json!({ "message": "Gateway Timeout" })
+    );
+    let stored = sb.secret(&scope, "S").expect("the write was performed");
+    assert_eq!((stored.plaintext.as_str(), stored.writes), ("v1", 1));
+    assert_eq!(sb.requests().last().unwrap().status, Some(504));
+    // The retry is a normal write (an update).
+    let resp = gh(&c, &sb, Method::PUT, &path, WRITER)
+        .json(&sealed_body(&sb, &scope, "v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
+#[tokio::test]
+async fn perform_then_status_waits_first_and_a_retried_delete_finds_nothing() {
+    let (sb, alice, token) = sandbox();
+    let victim = sb.create_token(alice, "ci-1");
+    let path = format!("/api/tokens/{}", victim.id);
+    sb.add_fault(seqera_rule(
+        "DELETE",
+        &path,
+        Occurrence::Always,
+        FaultAction::PerformThenStatus {
+            status: 502,
+            delay: Duration::from_millis(200),
+        },
+    ));
+    let c = client();
+    let start = Instant::now();
+    let resp = sq(
+        &c,
+        &sb,
+        Method::DELETE,
+        &format!("/tokens/{}", victim.id),
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(resp.status(), 502);
+    assert!(!sb.is_live(&victim.value), "the delete was performed");
+    sb.clear_faults();
+    let again = sq(
+        &c,
+        &sb,
+        Method::DELETE,
+        &format!("/tokens/{}", victim.id),
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 404, "already revoked");
+}
+
+#[tokio::test]
+async fn echo_authorization_returns_the_header_verbatim_and_performs_nothing() {
+    let (sb, alice, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::EchoAuthorization {
+            status: 400,
+            content_type: "text/plain".into(),
+            before: "Bad request. Headers received:\n".into(),
+            after: "\nHost: sandbox\n".into(),
+        },
+    ));
+    let resp = sq(&client(), &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(header(&resp, "content-type"), Some("text/plain"));
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!("Bad request. Headers received:\nAuthorization: Bearer {token}\nHost: sandbox\n")
+    );
+    assert_eq!(sb.live_tokens(alice).len(), 1, "not performed");
+}
+
+#[tokio::test]
+async fn endless_body_with_a_huge_content_length_streams_lazily() {
+    let (sb, _, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::Endless {
+            content_length: Some(8_000_000_000),
+        },
+    ));
+    let c = client();
+    let mut resp = sq(&c, &sb, Method::GET, "/tokens", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-length"), Some("8000000000"));
+    assert_eq!(header(&resp, "content-type"), Some("application/json"));
+    assert!(header(&resp, "date").is_some());
+    // A client with a cap: read 1 MiB, then give up.
+    let mut got = Vec::new();
+    while got.len() < 1 << 20 {
+        let chunk = resp.chunk().await.unwrap().expect("the body does not end");
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got.starts_with(b"{\"filler\":\"xxx"));
+    drop(resp);
+    // The sandbox goes on serving (the stream's end is checked in the crate's unit tests).
+    let ok = sq(&c, &sb, Method::GET, "/tokens", &token).send().await;
+    assert_eq!(ok.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn endless_body_without_a_length_is_chunked() {
+    let (sb, _, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Always,
+        FaultAction::Endless {
+            content_length: None,
+        },
+    ));
+    let mut resp = sq(&client(), &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "transfer-encoding"), Some("chunked"));
+    assert!(header(&resp, "content-length").is_none());
+    let mut n = 0;
+    while n < 1 << 20 {
+        n += resp.chunk().await.unwrap().expect("no end").len();
+    }
+}
+
+fn parse_date(resp: &reqwest::Response) -> std::time::SystemTime {
+    let date = header(resp, "date").expect("a Date header");
+    httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("not an IMF-fixdate: {date}: {e}"))
+}
+
+fn parse_rfc3339(s: &str) -> std::time::SystemTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .into()
+}
+
+fn seconds_apart(a: std::time::SystemTime, b: std::time::SystemTime) -> u64 {
+    a.duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_date_from_the_fakes_clock() {
+    let (sb, _, token) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    let path = format!("{}/S", scope.secrets_path());
+    let c = client();
+    let put = gh(&c, &sb, Method::PUT, &path, WRITER)
+        .json(&sealed_body(&sb, &scope, "v"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let put_date = parse_date(&put);
+    let meta = gh(&c, &sb, Method::GET, &path, WRITER)
+        .send()
+        .await
+        .unwrap();
+    let meta_date = parse_date(&meta);
+    let updated = parse_rfc3339(body_json(meta).await["updated_at"].as_str().unwrap());
+    assert!(seconds_apart(put_date, updated) <= 1);
+    assert!(
+        updated <= meta_date,
+        "updated_at is never after a later Date"
+    );
+
+    let created = sq(&c, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap();
+    let date = parse_date(&created);
+    let token_created = parse_rfc3339(
+        body_json(created).await["token"]["dateCreated"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(seconds_apart(date, token_created) <= 1);
+
+    // Faults are dated too; a Status fault may send its own Date.
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Nth(1),
+        FaultAction::status(503),
+    ));
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::Nth(2),
+        FaultAction::Status {
+            status: 500,
+            headers: vec![("date".into(), "Thu, 01 Jan 1970 00:00:00 GMT".into())],
+            body: String::new(),
+        },
+    ));
+    let r = sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(seconds_apart(parse_date(&r), std::time::SystemTime::now()) <= 2);
+    let r = sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "date"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+}
+
+#[tokio::test]
+async fn backdate_secret_moves_both_timestamps() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    sb.put_secret_plain(&scope, "S", "v", None, &[]);
+    let before = sb.secret(&scope, "S").unwrap();
+    let by = Duration::from_secs(3 * 24 * 3600);
+    sb.backdate_secret(&scope, "s", by);
+    let after = sb.secret(&scope, "S").unwrap();
+    for (was, now) in [
+        (&before.created_at, &after.created_at),
+        (&before.updated_at, &after.updated_at),
+    ] {
+        assert_eq!(
+            parse_rfc3339(was)
+                .duration_since(parse_rfc3339(now))
+                .unwrap(),
+            by
+        );
+    }
+    let meta = gh(
+        &client(),
+        &sb,
+        Method::GET,
+        &format!("{}/S", scope.secrets_path()),
+        WRITER,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(body_json(meta).await["updated_at"], json!(after.updated_at));
+}
+
+#[test]
+#[should_panic(expected = "no secret")]
+fn backdating_a_missing_secret_panics() {
+    let (sb, _, _) = sandbox();
+    sb.backdate_secret(
+        &SecretScope::repo("octo", "app"),
+        "NOPE",
+        Duration::from_secs(1),
+    );
+}
+
+#[tokio::test]
+async fn hostile_token_names_and_values() {
+    let sb = seqera_sandbox::Sandbox::start().unwrap();
+    let hostile_user = "ci-bot\n::stop-commands::x\n::warning::y";
+    let user = sb.add_user(hostile_user);
+    let token = sb.create_token(user, "bootstrap").value;
+    let c = client();
+    let info = body_json(
+        sq(&c, &sb, Method::GET, "/user-info", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info["user"]["userName"], json!(hostile_user));
+
+    let reported = "ci\n::add-mask::\n::error::<b>x</b>";
+    sb.set_created_token_name(Some(reported));
+    sb.set_access_key_suffix(Some("::warning::z"));
+    let created = body_json(
+        sq(&c, &sb, Method::POST, "/tokens", &token)
+            .json(&json!({ "name": "ci-20240501-000000" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created["token"]["name"], json!(reported));
+    let value = created["accessKey"].as_str().unwrap().to_owned();
+    assert!(value.ends_with("::warning::z"), "{value}");
+    let stored = sb.token_by_value(&value).expect("stored with the suffix");
+    assert_eq!(stored.name, "ci-20240501-000000");
+    // The value works verbatim.
+    let resp = sq(&c, &sb, Method::GET, "/user-info", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Listing shows the real name.
+    let list = body_json(
+        sq(&c, &sb, Method::GET, "/tokens", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == json!("ci-20240501-000000")));
+    // Direct mints are not affected; `None` restores honest answers.
+    assert!(!sb
+        .create_token(user, "direct")
+        .value
+        .ends_with("::warning::z"));
+    sb.set_created_token_name(None);
+    sb.set_access_key_suffix(None);
+    let created = body_json(
+        sq(&c, &sb, Method::POST, "/tokens", &token)
+            .json(&json!({ "name": "ci-2" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created["token"]["name"], json!("ci-2"));
+    assert!(!created["accessKey"].as_str().unwrap().contains("::"));
+}
