@@ -13,6 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::text::{printable, Scrubber};
 
+/// Outputs that are lists, one item per line (SPEC §6); every other output is one line.
+const MULTI_LINE_OUTPUTS: &[&str] = &["problems"];
+
 /// The longest log line (our own lines are far shorter; server text is cut well before).
 const MAX_LINE: usize = 4000;
 
@@ -241,9 +244,16 @@ impl Report {
             text.push_str(&format!("{k}<<{delim}\n{v}\n{delim}\n"));
         };
         for (k, v) in outputs {
-            // Multi-line outputs (`problems`) keep their lines; each line is made safe.
-            let safe: Vec<String> = v.split('\n').map(|l| self.line(l)).collect();
-            add(k, &safe.join("\n"));
+            // A list output (`problems`) keeps one item per line; each line is made safe.
+            let safe = if MULTI_LINE_OUTPUTS.contains(k) {
+                v.split('\n')
+                    .map(|l| self.line(l))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                self.line(v)
+            };
+            add(k, &safe);
         }
         if let Some((k, v)) = secret {
             add(k, v.expose_secret());
@@ -352,7 +362,8 @@ mod tests {
         r.outputs(
             &[
                 ("rotated", "true".into()),
-                ("updated-targets", "a\nb the-value-xyz".into()),
+                ("problems", "a\nb the-value-xyz".into()),
+                ("token-name", "x\n::warning::y".into()),
             ],
             Some(("access-key", &v)),
         )
@@ -361,10 +372,11 @@ mod tests {
         let lines: Vec<&str> = s.lines().collect();
         assert!(lines[0].starts_with("rotated<<ghadelimiter_"));
         assert_eq!(lines[1], "true");
-        assert_eq!(lines[4], "a");
+        assert_eq!(lines[4], "a", "a list output keeps its lines");
         assert_eq!(lines[5], "b ***");
+        assert_eq!(lines[8], "x ::warning::y", "any other output is one line");
         assert_eq!(
-            lines[8], "the-value-xyz",
+            lines[11], "the-value-xyz",
             "opt-in access-key is written verbatim"
         );
     }

@@ -530,3 +530,123 @@ proptest! {
         assert_no_foreign_command(&run);
     }
 }
+
+// ----- the hostile-server mode of the sandbox -----
+
+#[test]
+fn a_created_token_name_with_workflow_commands_is_printed_as_plain_text() {
+    let w = World::new();
+    w.sb.set_created_token_name(Some("ci-x\n::stop-commands::abc\n::warning::y"));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_no_foreign_command(&run);
+    assert!(
+        run.stdout.contains("::warning::Seqera names the new token"),
+        "{}",
+        run.stdout
+    );
+    // The output carries the name as one line.
+    assert_eq!(
+        run.out("token-name"),
+        "ci-x ::stop-commands::abc ::warning::y"
+    );
+    w.live_token_in(&repo(), SECRET);
+}
+
+#[test]
+fn an_access_key_with_a_line_break_is_masked_never_used_and_revoked() {
+    let w = World::new();
+    w.sb.set_access_key_suffix(Some("\n::warning::tail-of-the-value"));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_no_foreign_command(&run);
+    assert!(run.all().contains("not in the token format"), "{run:#?}");
+    // Both pieces were masked before anything else was printed, and neither shows elsewhere.
+    let masks: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::add-mask::"))
+        .collect();
+    assert!(
+        masks.contains(&"::add-mask::::warning::tail-of-the-value"),
+        "{masks:?}"
+    );
+    let created: Vec<SeqeraToken> =
+        w.sb.tokens()
+            .into_iter()
+            .filter(|t| t.id > w.access.id)
+            .collect();
+    assert_eq!(created.len(), 1);
+    assert!(created[0].revoked, "the malformed token was revoked by id");
+    assert!(w.sb.secret(&repo(), SECRET).is_none(), "never stored");
+    assert!(w.sb.is_live(&w.access.value));
+    assert_no_fragment(&run, &w.all_secret_values());
+    for line in run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+    {
+        assert!(!line.contains("tail-of-the-value"), "{line}");
+    }
+}
+
+#[test]
+fn a_proxy_echoing_the_authorization_header_leaks_no_fragment() {
+    for (pad, ctype) in [
+        (240, "text/plain"),
+        (280, "text/plain"),
+        (290, "application/json"),
+    ] {
+        let w = World::new();
+        w.sb.add_fault(put_rule(FaultAction::EchoAuthorization {
+            status: 403,
+            content_type: ctype.into(),
+            before: "p".repeat(pad),
+            after: " (request headers)".into(),
+        }));
+        let run = w.run(&[], &[]);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert_no_fragment(&run, &w.all_secret_values());
+    }
+}
+
+#[test]
+fn a_body_of_8_gb_or_one_that_never_ends_is_refused_without_reading_it() {
+    for content_length in [Some(8_000_000_000u64), None] {
+        let w = World::new();
+        w.sb.add_fault(always(
+            Api::Seqera,
+            "GET",
+            "/api/tokens",
+            FaultAction::Endless { content_length },
+        ));
+        let run = w.run(&[], &[]);
+        assert_eq!(run.code, 1, "{content_length:?}: {run:#?}");
+        assert!(run.all().contains("larger than 8 MiB"), "{run:#?}");
+        assert!(w.mutations().is_empty());
+    }
+}
+
+#[test]
+fn a_write_committed_then_answered_504_is_confirmed_by_its_metadata() {
+    let w = World::new();
+    let first = w.run(&[], &[]);
+    assert_eq!(first.code, 0);
+    let prev = w.live_token_in(&repo(), SECRET);
+    // GitHub commits every attempt, a second later, and answers 504 each time.
+    w.sb.add_fault(put_rule(FaultAction::PerformThenStatus {
+        status: 504,
+        delay: std::time::Duration::from_millis(1100),
+    }));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.all().contains("GitHub's metadata shows it was stored"),
+        "{run:#?}"
+    );
+    let now = w.live_token_in(&repo(), SECRET);
+    assert!(now.id > prev.id);
+    assert_eq!(run.out("token-id"), now.id.to_string());
+    assert!(!w.sb.is_live(&prev.value), "the previous token was revoked");
+    w.assert_no_leak(&run, false);
+}
