@@ -136,7 +136,8 @@ impl Call {
             }
             Call::Create => "could not create the new token",
             Call::Verify => "the new token does not work",
-            Call::Put => "Could not write repo:octo/app",
+            // "no target could be written" (rolled back) or "… could not be written" (kept).
+            Call::Put => "be written",
             Call::Delete => "the secrets hold the new token, but revoking",
         }
     }
@@ -1226,13 +1227,19 @@ fn a_slow_write_landing_after_the_metadata_read_is_not_rolled_back() {
     let run = w.run(&[("INPUT_TIMEOUT", TIMEOUT)], &[]);
     w.settle(SETTLE);
     let ctx = format!("{run:#?}\nrequests: {:#?}", summary_of_requests(&w));
-    assert_eq!(run.code, 1, "{ctx}");
     let stored = w.secret_value(&scope(), SECRET).expect("the secret exists");
     assert!(
         w.sb.is_live(&stored),
         "INVARIANT broken: the late write left a revoked token in the secret\n{ctx}"
     );
     assert!(w.live_token_in(&scope(), SECRET).id > prev.id, "{ctx}");
+    // Either the second look at the metadata saw the late write (done, the previous token
+    // revoked), or it could not tell (failed, both tokens kept); never a rollback.
+    match run.code {
+        0 => assert!(!w.sb.is_live(&prev.value), "{ctx}"),
+        1 => assert!(w.sb.is_live(&prev.value), "{ctx}"),
+        other => panic!("exit {other}\n{ctx}"),
+    }
     w.assert_no_leak(&run, false);
     w.sb.clear_faults();
     let again = w.run(&[], &[]);

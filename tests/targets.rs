@@ -246,7 +246,9 @@ dependabot:octo/app,codespaces:octo/app,repo:octo/web,repo:octo/api,dependabot:o
     assert_eq!(run.out("updated-targets"), labels, "input order");
     for label in labels.split(',') {
         assert!(
-            run.summary.contains(&format!("| `{label}` |")),
+            // Labels are shown as code, escaped for Markdown (`_` → `\_`).
+            run.summary
+                .contains(&format!("| <code>{}</code> |", label.replace('_', "\\_"))),
             "summary row for {label}: {}",
             run.summary
         );
@@ -280,7 +282,7 @@ fn one_failing_target_among_three_revokes_nothing() {
     assert_eq!(run.out("revoked-token-ids"), "");
     assert_eq!(run.out("updated-targets"), "repo:octo/app,repo:octo/api");
     assert!(
-        run.summary.contains("| `repo:octo/web` |") && run.summary.contains("❌"),
+        run.summary.contains("| <code>repo:octo/web</code> |") && run.summary.contains("❌"),
         "{}",
         run.summary
     );
