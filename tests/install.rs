@@ -396,3 +396,42 @@ mkdir -p "$dir/release" && echo built > "$dir/release/seqera-token-rotate"
     )
     .assert_refused("cargo is not installed");
 }
+
+/// action.yml's install step carries exactly the variables this script reads: the version,
+/// the asset URL and one pin per platform above, all empty on an unreleased ref (the release
+/// workflow fills them in its pin commit).
+#[test]
+fn action_yml_has_one_empty_pin_per_platform() {
+    use yaml_rust2::YamlLoader;
+    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let a = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let steps = a["runs"]["steps"].as_vec().unwrap();
+    let install = steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some("install"))
+        .expect("an install step");
+    assert_eq!(
+        install["run"].as_str(),
+        Some("bash \"$GITHUB_ACTION_PATH/scripts/install-binary.sh\"")
+    );
+    let mut keys: Vec<String> = install["env"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            assert_eq!(v.as_str(), Some(""), "{k:?} is pinned on an unreleased ref");
+            k.as_str().unwrap().to_string()
+        })
+        .collect();
+    keys.sort();
+    let mut want: Vec<String> = PLATFORMS
+        .iter()
+        .map(|p| format!("SEQERA_TOKEN_ROTATE_SHA256_{}", p.2))
+        .chain([
+            "SEQERA_TOKEN_ROTATE_VERSION".to_string(),
+            "SEQERA_TOKEN_ROTATE_DOWNLOAD_URL".to_string(),
+        ])
+        .collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
