@@ -2,13 +2,11 @@
 #
 # seqera-token-rotate: a static musl binary in an otherwise empty image.
 #
-# Used two ways:
-#  - by the Action itself (`runs.image: Dockerfile` in action.yml on the default
-#    branch): the runner builds this file with a plain `docker build`, i.e. the
-#    last stage;
-#  - by .github/workflows/release.yml, which builds it with buildx for
-#    linux/amd64 and linux/arm64, pushes the image to GHCR and exports the
-#    `binary` stage as the release binaries (the same bytes as in the image).
+# The image for `uses: docker://ghcr.io/OWNER/seqera-token-rotate@sha256:...`
+# (Linux container jobs; the Action itself is a composite action that runs the
+# release binary on any runner). .github/workflows/release.yml builds it with
+# buildx for linux/amd64 and linux/arm64 and pushes it to GHCR; ci.yml builds
+# it with a plain `docker build` (the last stage) and runs `demo` in it.
 #
 # The builder is the platform's own Alpine Rust image, so the host target is
 # already `<arch>-unknown-linux-musl` (static by default) and ring's C code is
@@ -47,7 +45,7 @@ RUN find src sandbox/src -name '*.rs' -exec touch {} + \
     && cp "target/$(cat /rust-target)/release/seqera-token-rotate" /seqera-token-rotate
 
 # `docker buildx build --target binary --output type=local,dest=DIR` exports
-# just the binary (used by the release workflow for the downloadable assets).
+# just the binary.
 FROM scratch AS binary
 COPY --from=builder /seqera-token-rotate /seqera-token-rotate
 

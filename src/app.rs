@@ -1,6 +1,6 @@
 //! Runs one command: turns the command line into checked settings, builds the clients, runs
-//! `rotate` / `list` / `revoke` / `demo`, renders the outcome through `report`, and decides
-//! the exit code (0 done, 1 failed, 2 invalid settings).
+//! `rotate` / `list` / `revoke` / `demo` / `generate`, renders the outcome through `report`,
+//! and decides the exit code (0 done, 1 failed, 2 invalid settings).
 
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
         Some(("list", _)) => run_list(&raw, env, out).await,
         Some(("revoke", sub)) => run_revoke(&raw, sub, env, out).await,
         Some(("demo", _)) => crate::demo::run(out).await,
+        Some(("generate", sub)) => crate::generate::run(sub, out),
         Some((other, _)) => {
             out.error(&format!("unknown command `{other}`"));
             EXIT_USAGE

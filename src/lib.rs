@@ -15,11 +15,13 @@
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
 //! - [`app`]: one command: settings → clients → run → outputs → exit code
 //! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
+//! - [`generate`]: the hidden `generate` command: shell completions and the man page
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod demo;
+pub mod generate;
 pub mod github;
 pub mod http;
 pub mod naming;

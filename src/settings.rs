@@ -145,7 +145,8 @@ pub fn command() -> Command {
         )
         .subcommand(Command::new("demo").about(
             "Run a complete rotation, twice, against a built-in local sandbox (no network, no credentials)",
-        ));
+        ))
+        .subcommand(crate::generate::command());
     for s in SETTINGS {
         cmd = cmd.arg(setting_arg(s));
     }

@@ -1,5 +1,7 @@
 //! `action.yml`, the binary's settings table, its outputs and the README tables must agree:
-//! one name added in one place only fails here. Plus a snapshot of `--help`.
+//! one name added in one place only fails here. `action.yml` must also hand every input to
+//! the binary the one safe way (an `INPUT_*` variable of the rotate step, never a command
+//! line). Plus a snapshot of `--help`.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -9,9 +11,12 @@ use seqera_token_rotate::rotate::Outcome;
 use seqera_token_rotate::settings::SETTINGS;
 use yaml_rust2::{Yaml, YamlLoader};
 
+fn action_text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap()
+}
+
 fn action() -> Yaml {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
-    YamlLoader::load_from_str(&text).unwrap().remove(0)
+    YamlLoader::load_from_str(&action_text()).unwrap().remove(0)
 }
 
 fn keys(y: &Yaml) -> Vec<String> {
@@ -163,4 +168,167 @@ fn help_lists_every_setting_and_its_variables() {
         );
     }
     insta::assert_snapshot!("help", help);
+}
+
+/// What is wrong with how an `action.yml` (its text) hands the inputs to the binary:
+/// a composite action whose steps run under bash or pwsh (both keep hyphenated variable
+/// names); every setting mapped exactly once, in the `rotate` step's `env:`, as
+/// `INPUT_<NAME>: ${{ inputs.<name> }}`, and nowhere else; no expression and no input in any
+/// `run:` script (a command line shows in process lists and invites injection); every
+/// output taken from the `rotate` step. Empty: all is well.
+fn mapping_problems(text: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    let docs = match YamlLoader::load_from_str(text) {
+        Ok(d) => d,
+        Err(e) => return vec![format!("not YAML: {e}")],
+    };
+    let a = &docs[0];
+    if a["runs"]["using"].as_str() != Some("composite") {
+        p.push("runs.using is not composite".into());
+    }
+    let empty = vec![];
+    let steps = a["runs"]["steps"].as_vec().unwrap_or(&empty);
+    let mut mapped: Vec<(String, String)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let id = step["id"].as_str().unwrap_or("?").to_string();
+        if let Some(run) = step["run"].as_str() {
+            if !matches!(step["shell"].as_str(), Some("bash" | "pwsh")) {
+                p.push(format!("step {i} ({id}): shell must be bash or pwsh"));
+            }
+            if run.contains("${{") {
+                p.push(format!("step {i} ({id}): an expression in run: {run}"));
+            }
+            if run.contains("INPUT_") || run.contains("inputs.") {
+                p.push(format!(
+                    "step {i} ({id}): an input on the command line: {run}"
+                ));
+            }
+        }
+        if step["with"].as_hash().is_some() || step["args"].as_vec().is_some() {
+            p.push(format!(
+                "step {i} ({id}): with:/args: would carry inputs; use env:"
+            ));
+        }
+        if let Some(env) = step["env"].as_hash() {
+            for (k, v) in env {
+                let (k, v) = (k.as_str().unwrap_or(""), v.as_str().unwrap_or(""));
+                if k.starts_with("INPUT_") || v.contains("inputs.") {
+                    if id == "rotate" {
+                        mapped.push((k.to_string(), v.to_string()));
+                    } else {
+                        p.push(format!(
+                            "step {i} ({id}): input {k} outside the rotate step"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for s in SETTINGS {
+        let key = format!("INPUT_{}", s.name.to_uppercase());
+        let value = format!("${{{{ inputs.{} }}}}", s.name);
+        let n = mapped.iter().filter(|(k, _)| *k == key).count();
+        if n != 1 {
+            p.push(format!("{key}: mapped {n} times in the rotate step's env"));
+        }
+        if mapped.iter().any(|(k, v)| *k == key && *v != value) {
+            p.push(format!("{key}: not `{value}`"));
+        }
+        // The parser keeps one of two equal keys: count in the text too.
+        let lines = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .count();
+        let uses = text.matches(&format!("inputs.{} ", s.name)).count()
+            + text.matches(&format!("inputs.{}}}", s.name)).count();
+        if lines != 1 || uses != 1 {
+            p.push(format!(
+                "{}: {lines} lines `{key}:` and {uses} uses of inputs.{} in the text",
+                s.name, s.name
+            ));
+        }
+    }
+    for (k, _) in &mapped {
+        if !SETTINGS
+            .iter()
+            .any(|s| *k == format!("INPUT_{}", s.name.to_uppercase()))
+        {
+            p.push(format!("{k}: mapped but not a setting"));
+        }
+    }
+    let total = text.matches("inputs.").count();
+    if total != SETTINGS.len() {
+        p.push(format!(
+            "`inputs.` appears {total} times; want one per setting ({})",
+            SETTINGS.len()
+        ));
+    }
+    for o in output_names() {
+        let want = format!("${{{{ steps.rotate.outputs.{o} }}}}");
+        if a["outputs"][o.as_str()]["value"].as_str() != Some(want.as_str()) {
+            p.push(format!("output {o}: value is not {want}"));
+        }
+    }
+    p
+}
+
+#[test]
+fn action_maps_every_input_once_and_none_on_a_command_line() {
+    let problems = mapping_problems(&action_text());
+    assert!(problems.is_empty(), "action.yml:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_mapping_check_catches_each_mistake() {
+    let good = action_text();
+    let line = "        INPUT_TIMEOUT: ${{ inputs.timeout }}\n";
+    assert!(good.contains(line));
+    let run = "      run: '\"$SEQERA_TOKEN_ROTATE_BIN\"'\n";
+    assert!(good.contains(run));
+    let broken = [
+        ("an input missing", good.replacen(line, "", 1)),
+        (
+            "an input mapped twice",
+            good.replacen(line, &format!("{line}{line}"), 1),
+        ),
+        (
+            "an input mapped to another",
+            good.replacen(line, "        INPUT_TIMEOUT: ${{ inputs.force }}\n", 1),
+        ),
+        (
+            "an input on the command line",
+            good.replacen(
+                run,
+                "      run: '\"$SEQERA_TOKEN_ROTATE_BIN\" --github-token \"${{ inputs.github-token }}\"'\n",
+                1,
+            ),
+        ),
+        (
+            "an input variable on the command line",
+            good.replacen(
+                run,
+                "      run: '\"$SEQERA_TOKEN_ROTATE_BIN\" --timeout \"$INPUT_TIMEOUT\"'\n",
+                1,
+            ),
+        ),
+        (
+            "a shell that drops hyphenated names",
+            good.replace("      shell: bash\n", "      shell: sh\n"),
+        ),
+        (
+            "a Docker action",
+            good.replace("  using: composite\n", "  using: docker\n  image: Dockerfile\n"),
+        ),
+        (
+            "an output from elsewhere",
+            good.replace(
+                "${{ steps.rotate.outputs.token-id }}",
+                "${{ steps.install.outputs.token-id }}",
+            ),
+        ),
+    ];
+    for (what, text) in broken {
+        assert_ne!(text, good, "{what}: the mutation did not apply");
+        assert!(!mapping_problems(&text).is_empty(), "{what}: not caught");
+    }
 }

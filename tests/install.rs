@@ -1,0 +1,437 @@
+//! `scripts/install-binary.sh`, the Action's install step: for each of the five release
+//! platforms it picks that platform's archive, checks it against that platform's pin and
+//! hands out the binary inside; a checksum mismatch, a missing or malformed pin, a failed
+//! download or an unsupported platform fail closed (exit 1, no `path` output, nothing left
+//! to run). Offline: the "release" is a folder of fake archives reached by `file://`, and
+//! the source build runs a fake `cargo`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-binary.sh");
+const VERSION: &str = "1.2.3";
+
+/// RUNNER_OS, RUNNER_ARCH, pin variable suffix, Rust target: the release matrix.
+const PLATFORMS: [(&str, &str, &str, &str); 5] = [
+    ("Linux", "X64", "LINUX_X64", "x86_64-unknown-linux-musl"),
+    (
+        "Linux",
+        "ARM64",
+        "LINUX_ARM64",
+        "aarch64-unknown-linux-musl",
+    ),
+    ("macOS", "X64", "MACOS_X64", "x86_64-apple-darwin"),
+    ("macOS", "ARM64", "MACOS_ARM64", "aarch64-apple-darwin"),
+    ("Windows", "X64", "WINDOWS_X64", "x86_64-pc-windows-msvc"),
+];
+
+struct Release {
+    dir: tempfile::TempDir,
+    /// Pin variable suffix → SHA-256 of that platform's archive.
+    pins: Vec<(&'static str, String)>,
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn sha256(path: &Path) -> String {
+    let out = sh(Command::new("sha256sum").arg(path));
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+fn exe(os: &str) -> &'static str {
+    if os == "Windows" {
+        ".exe"
+    } else {
+        ""
+    }
+}
+
+/// Archives laid out as the release workflow makes them:
+/// `seqera-token-rotate-<target>.tar.gz` holding `seqera-token-rotate-<target>/seqera-token-rotate[.exe]`,
+/// each binary's content naming its target.
+fn release() -> Release {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    fs::create_dir(&assets).unwrap();
+    let mut pins = Vec::new();
+    for (os, _, key, target) in PLATFORMS {
+        let stage = dir.path().join("stage");
+        let inner = stage.join(format!("seqera-token-rotate-{target}"));
+        fs::create_dir_all(&inner).unwrap();
+        fs::write(
+            inner.join(format!("seqera-token-rotate{}", exe(os))),
+            format!("fake binary for {target}\n"),
+        )
+        .unwrap();
+        fs::write(inner.join("README.md"), "readme\n").unwrap();
+        let archive = assets.join(format!("seqera-token-rotate-{target}.tar.gz"));
+        sh(Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&stage)
+            .arg(format!("seqera-token-rotate-{target}")));
+        fs::remove_dir_all(&stage).unwrap();
+        pins.push((key, sha256(&archive)));
+    }
+    Release { dir, pins }
+}
+
+struct Run {
+    out: Output,
+    stderr: String,
+    /// The `path` step output, if any.
+    path: Option<PathBuf>,
+    runner_temp: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl Release {
+    fn assets(&self) -> PathBuf {
+        self.dir.path().join("assets")
+    }
+
+    /// Runs the script as the install step would on `os`/`arch`, with `env` on top of a
+    /// released action.yml's variables (an empty value unsets one) and `path` as PATH.
+    fn run(&self, os: &str, arch: &str, env: &[(&str, &str)], path: Option<&str>) -> Run {
+        let work = tempfile::tempdir().unwrap();
+        let runner_temp = work.path().join("runner-temp");
+        fs::create_dir(&runner_temp).unwrap();
+        let output = work.path().join("github-output");
+        fs::write(&output, "").unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(SCRIPT)
+            .env_clear()
+            .env(
+                "PATH",
+                path.map(str::to_string)
+                    .unwrap_or_else(|| std::env::var("PATH").unwrap()),
+            )
+            .env("RUNNER_OS", os)
+            .env("RUNNER_ARCH", arch)
+            .env("RUNNER_TEMP", &runner_temp)
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_ACTION_PATH", env!("CARGO_MANIFEST_DIR"))
+            .env("SEQERA_TOKEN_ROTATE_VERSION", VERSION)
+            .env(
+                "SEQERA_TOKEN_ROTATE_DOWNLOAD_URL",
+                format!("file://{}", self.assets().display()),
+            );
+        for (key, sha) in &self.pins {
+            cmd.env(format!("SEQERA_TOKEN_ROTATE_SHA256_{key}"), sha);
+        }
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        let outputs = fs::read_to_string(&output).unwrap();
+        let path = outputs
+            .lines()
+            .find_map(|l| l.strip_prefix("path="))
+            .map(PathBuf::from);
+        Run {
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            out,
+            path,
+            runner_temp,
+            _work: work,
+        }
+    }
+}
+
+impl Run {
+    fn assert_ok(&self) -> PathBuf {
+        assert!(self.out.status.success(), "failed: {}", self.stderr);
+        self.path.clone().expect("a path output")
+    }
+
+    /// Exit 1, an `::error` naming `why`, no `path` output, no binary left in RUNNER_TEMP.
+    fn assert_refused(&self, why: &str) {
+        assert_eq!(self.out.status.code(), Some(1), "stderr: {}", self.stderr);
+        assert!(self.stderr.contains("::error"), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(why),
+            "want `{why}` in: {}",
+            self.stderr
+        );
+        assert_eq!(self.path, None, "a path output after a refusal");
+        let left: Vec<_> = walk(&self.runner_temp)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("seqera-token-rotate") && p.is_file())
+            })
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        }
+        v.push(p);
+    }
+    v
+}
+
+fn pin_of(r: &Release, key: &str) -> String {
+    r.pins.iter().find(|(k, _)| *k == key).unwrap().1.clone()
+}
+
+#[test]
+fn each_platform_gets_its_own_verified_binary() {
+    let r = release();
+    for (os, arch, _, target) in PLATFORMS {
+        let run = r.run(os, arch, &[], None);
+        let bin = run.assert_ok();
+        assert!(
+            bin.ends_with(format!(
+                "seqera-token-rotate-{target}/seqera-token-rotate{}",
+                exe(os)
+            )),
+            "{os}/{arch}: {}",
+            bin.display()
+        );
+        assert!(bin.starts_with(&run.runner_temp), "{}", bin.display());
+        assert_eq!(
+            fs::read_to_string(&bin).unwrap(),
+            format!("fake binary for {target}\n"),
+            "{os}/{arch} got another platform's binary"
+        );
+        assert!(run.stderr.is_empty() || !run.stderr.contains("::error"));
+        // The archive itself is not left next to the binary.
+        assert!(walk(&run.runner_temp)
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".tar.gz")));
+    }
+}
+
+/// macOS has `shasum`, not `sha256sum`: the script must verify with whichever exists.
+#[test]
+fn verifies_with_shasum_where_sha256sum_is_missing() {
+    let r = release();
+    let bin = tempfile::tempdir().unwrap();
+    for dir in ["/usr/bin", "/bin"] {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_owned();
+            let link = bin.path().join(&name);
+            if name != "sha256sum" && !link.exists() {
+                std::os::unix::fs::symlink(&p, link).unwrap();
+            }
+        }
+    }
+    let path = bin.path().to_str().unwrap();
+    for (arch, key) in [("X64", "MACOS_X64"), ("ARM64", "MACOS_ARM64")] {
+        r.run("macOS", arch, &[], Some(path)).assert_ok();
+        let wrong = pin_of(&r, "LINUX_X64");
+        let pin = format!("SEQERA_TOKEN_ROTATE_SHA256_{key}");
+        r.run("macOS", arch, &[(&pin, &wrong)], Some(path))
+            .assert_refused("checksum mismatch");
+    }
+}
+
+#[test]
+fn a_checksum_mismatch_fails_closed_on_every_platform() {
+    let r = release();
+    for (os, arch, key, _) in PLATFORMS {
+        // Another platform's (valid-looking) pin: the wrong bytes for this one.
+        let other = PLATFORMS.iter().find(|p| p.2 != key).unwrap().2;
+        let pin = format!("SEQERA_TOKEN_ROTATE_SHA256_{key}");
+        r.run(os, arch, &[(&pin, &pin_of(&r, other))], None)
+            .assert_refused("checksum mismatch");
+    }
+}
+
+#[test]
+fn a_tampered_archive_fails_closed() {
+    let r = release();
+    let archive = r
+        .assets()
+        .join("seqera-token-rotate-aarch64-unknown-linux-musl.tar.gz");
+    let mut bytes = fs::read(&archive).unwrap();
+    bytes.extend_from_slice(b"appended");
+    fs::write(&archive, bytes).unwrap();
+    let run = r.run("Linux", "ARM64", &[], None);
+    run.assert_refused("checksum mismatch");
+    assert!(
+        run.stderr.contains(&pin_of(&r, "LINUX_ARM64")),
+        "names the pin"
+    );
+    // The other platforms are untouched.
+    r.run("Linux", "X64", &[], None).assert_ok();
+}
+
+#[test]
+fn an_unsupported_platform_fails_closed() {
+    let r = release();
+    for (os, arch) in [
+        ("Windows", "ARM64"),
+        ("Linux", "X86"),
+        ("Linux", "ARM"),
+        ("macOS", "X86"),
+        ("FreeBSD", "X64"),
+        ("linux", "x64"),
+        ("", ""),
+    ] {
+        r.run(os, arch, &[], None)
+            .assert_refused("no release binary for");
+    }
+}
+
+#[test]
+fn a_missing_or_malformed_pin_fails_closed() {
+    let r = release();
+    let pin = "SEQERA_TOKEN_ROTATE_SHA256_WINDOWS_X64";
+    let good = pin_of(&r, "WINDOWS_X64");
+    let upper = good.to_uppercase();
+    let short = &good[..63];
+    let prefixed = format!("sha256:{good}");
+    for bad in ["", "0", upper.as_str(), short, prefixed.as_str()] {
+        r.run("Windows", "X64", &[(pin, bad)], None)
+            .assert_refused("is not a SHA-256");
+    }
+}
+
+#[test]
+fn a_failed_download_or_a_bad_url_fails_closed() {
+    let r = release();
+    fs::remove_file(
+        r.assets()
+            .join("seqera-token-rotate-x86_64-apple-darwin.tar.gz"),
+    )
+    .unwrap();
+    r.run("macOS", "X64", &[], None)
+        .assert_refused("could not download");
+    for url in ["http://example.invalid/releases", "", "ftp://x/y"] {
+        r.run(
+            "Linux",
+            "X64",
+            &[("SEQERA_TOKEN_ROTATE_DOWNLOAD_URL", url)],
+            None,
+        )
+        .assert_refused("is not an https:// URL");
+    }
+    r.run(
+        "Linux",
+        "X64",
+        &[("SEQERA_TOKEN_ROTATE_VERSION", "latest")],
+        None,
+    )
+    .assert_refused("is not a version");
+}
+
+#[test]
+fn an_unreleased_ref_builds_from_source() {
+    let r = release();
+    let fake = tempfile::tempdir().unwrap();
+    let log = fake.path().join("cargo-args");
+    // A stand-in for cargo: records its arguments and "builds" into --target-dir.
+    let cargo = fake.path().join("cargo");
+    fs::write(
+        &cargo,
+        format!(
+            r#"#!/usr/bin/env bash
+printf '%s\n' "$@" > '{}'
+while (($#)); do [[ "$1" == --target-dir ]] && dir="$2"; shift; done
+mkdir -p "$dir/release" && echo built > "$dir/release/seqera-token-rotate"
+"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    // Pins may be there or not: without a version nothing is downloaded.
+    let run = r.run(
+        "Linux",
+        "X64",
+        &[("SEQERA_TOKEN_ROTATE_VERSION", "")],
+        Some(&path),
+    );
+    let bin = run.assert_ok();
+    assert_eq!(fs::read_to_string(&bin).unwrap(), "built\n");
+    assert!(bin.starts_with(&run.runner_temp), "{}", bin.display());
+    let args = fs::read_to_string(&log).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(&args[..3], ["build", "--release", "--locked"], "{args:?}");
+    assert!(args.windows(2).any(|w| w
+        == [
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+        ]));
+
+    // No cargo at all: a clear refusal, not a half-done step.
+    let no_cargo = tempfile::tempdir().unwrap();
+    for tool in ["bash", "env", "cat", "mkdir", "rm"] {
+        let _ = std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), no_cargo.path().join(tool));
+    }
+    r.run(
+        "Linux",
+        "X64",
+        &[("SEQERA_TOKEN_ROTATE_VERSION", "")],
+        Some(no_cargo.path().to_str().unwrap()),
+    )
+    .assert_refused("cargo is not installed");
+}
+
+/// action.yml's install step carries exactly the variables this script reads: the version,
+/// the asset URL and one pin per platform above, all empty on an unreleased ref (the release
+/// workflow fills them in its pin commit).
+#[test]
+fn action_yml_has_one_empty_pin_per_platform() {
+    use yaml_rust2::YamlLoader;
+    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let a = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let steps = a["runs"]["steps"].as_vec().unwrap();
+    let install = steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some("install"))
+        .expect("an install step");
+    assert_eq!(
+        install["run"].as_str(),
+        Some("bash \"$GITHUB_ACTION_PATH/scripts/install-binary.sh\"")
+    );
+    let mut keys: Vec<String> = install["env"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            assert_eq!(v.as_str(), Some(""), "{k:?} is pinned on an unreleased ref");
+            k.as_str().unwrap().to_string()
+        })
+        .collect();
+    keys.sort();
+    let mut want: Vec<String> = PLATFORMS
+        .iter()
+        .map(|p| format!("SEQERA_TOKEN_ROTATE_SHA256_{}", p.2))
+        .chain([
+            "SEQERA_TOKEN_ROTATE_VERSION".to_string(),
+            "SEQERA_TOKEN_ROTATE_DOWNLOAD_URL".to_string(),
+        ])
+        .collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
