@@ -48,11 +48,11 @@ pub fn render(sub: &ArgMatches) -> Result<String, String> {
     String::from_utf8(buf).map_err(|e| format!("generated text is not UTF-8: {e}"))
 }
 
-/// Runs `generate`: the text goes to stdout through [`Report`], like any other data.
+/// Runs `generate`: the text goes to stdout through [`Report::document`].
 pub fn run(sub: &ArgMatches, out: &Report) -> u8 {
     match render(sub) {
         Ok(text) => {
-            out.data(text.trim_end_matches('\n'));
+            out.document(text.trim_end_matches('\n'));
             EXIT_OK
         }
         Err(e) if sub.subcommand().is_none() => {

@@ -189,6 +189,12 @@ impl Report {
         self.write(&self.stdout, &self.line(line));
     }
 
+    /// A document the tool wrote itself from its own tables (completions, the man page): on
+    /// stdout as it is, lines, tabs and all; only scrubbed. Never for outside text.
+    pub fn document(&self, text: &str) {
+        self.write(&self.stdout, &self.scrubber.scrub(text));
+    }
+
     /// Makes a panic print a scrubbed one-line message instead of the default report, which
     /// could quote a value (a panic is a bug; it must not also be a leak).
     pub fn install_panic_hook(&self) {
