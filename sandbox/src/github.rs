@@ -1211,6 +1211,38 @@ fn paginated(base_url: &str, req: &Req, field: &str, items: Vec<Value>) -> Resp 
     }
 }
 
+/// Time passing, for tests of secret ages (see `Sandbox::advance_clock`).
+impl State {
+    /// Moves every stored secret's creation and update time `by` into the past.
+    pub(crate) fn shift_past(&mut self, by: std::time::Duration) {
+        for s in self.secrets.values_mut().flat_map(BTreeMap::values_mut) {
+            s.created_at -= by;
+            s.updated_at -= by;
+        }
+    }
+
+    /// Moves one secret's update time `by` into the past; false if there is no such secret.
+    pub(crate) fn backdate_secret(
+        &mut self,
+        scope: &SecretScope,
+        name: &str,
+        by: std::time::Duration,
+    ) -> bool {
+        let Some(s) = self
+            .secrets
+            .get_mut(&scope.normalized())
+            .and_then(|m| m.get_mut(&name.to_ascii_uppercase()))
+        else {
+            return false;
+        };
+        s.updated_at -= by;
+        if s.created_at > s.updated_at {
+            s.created_at = s.updated_at;
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

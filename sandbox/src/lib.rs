@@ -482,6 +482,26 @@ impl Sandbox {
         }
     }
 
+    /// Lets time pass for both fakes without waiting: every moment they stored (token
+    /// creation and last use, secret creation and update, user creation) moves `by` into
+    /// the past, so the tool under test, which reads the real clock, sees everything `by`
+    /// older. Formats are unchanged.
+    pub fn advance_clock(&self, by: Duration) {
+        lock(&self.shared.seqera).shift_past(by);
+        lock(&self.shared.github).shift_past(by);
+    }
+
+    /// Moves one secret's last update into the past (a target left stale, e.g. by a
+    /// partial rotation).
+    ///
+    /// # Panics
+    /// If there is no such secret.
+    pub fn backdate_secret(&self, scope: &SecretScope, name: &str, by: Duration) {
+        if !lock(&self.shared.github).backdate_secret(scope, name, by) {
+            panic!("Sandbox::backdate_secret: no secret {name} in {scope:?}");
+        }
+    }
+
     /// All tokens ever created, revoked ones included, ordered by id.
     pub fn tokens(&self) -> Vec<SeqeraToken> {
         lock(&self.shared.seqera).all()
