@@ -6,6 +6,7 @@
 //! - [`settings`]: flags / `INPUT_*` / env → validated settings
 //! - [`target`]: secret targets: kinds, `targets` lines, labels, API paths
 //! - [`naming`]: managed token names, which tokens are older, which to revoke
+//! - [`lifecycle`]: grace periods (retiring tokens) and drift (targets not holding the newest token)
 //! - [`seal`]: libsodium `crypto_box_seal`
 //! - [`http`]: the one HTTP client: headers, retries, rate limits, scrubbing
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
@@ -21,6 +22,7 @@ pub mod app;
 pub mod demo;
 pub mod github;
 pub mod http;
+pub mod lifecycle;
 pub mod naming;
 pub mod report;
 pub mod rotate;
