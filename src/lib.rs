@@ -12,6 +12,7 @@
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
+//! - [`status`]: the `status` health check and the `--json` documents of `list` and `status`
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
 //! - [`app`]: one command: settings → clients → run → outputs → exit code
 //! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
@@ -29,4 +30,5 @@ pub mod rotate;
 pub mod seal;
 pub mod seqera;
 pub mod settings;
+pub mod status;
 pub mod target;
