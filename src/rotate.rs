@@ -416,7 +416,7 @@ fn decide(s: &Settings, plan: &Plan, out: &Report) -> Option<String> {
     }
     Some({
         format!(
-            "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; nothing changed (use force to rotate anyway)",
+            "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; no rotation (use force to rotate anyway)",
             newest.name,
             newest.id,
             human(age),
