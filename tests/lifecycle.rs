@@ -49,7 +49,9 @@ fn the_previous_token_stays_live_until_its_successor_is_grace_period_old() {
     assert!(run.summary.contains("Retiring token"), "{}", run.summary);
     w.assert_no_leak(&run, false);
 
-    // A consumer that never got B keeps using A (here: `list` with A).
+    // A consumer that never got B keeps using A (here: `list` with A), a few seconds later
+    // (uses are compared in whole seconds).
+    w.sb.advance_clock(Duration::from_secs(3));
     assert_eq!(
         w.run(
             &[("INPUT_SEQERA-ACCESS-TOKEN", a.value.as_str())],
