@@ -13,6 +13,8 @@
 //! - `BENCH_VERSION_RUNS` (default 50): `--version` start-ups timed;
 //! - `BENCH_LATENCY_MS` (default 50): latency injected before every response;
 //! - `BENCH_TARGETS` (default `1,10,20,100`): repository target counts (max-concurrency 4);
+//! - `BENCH_MIN_AGE_TARGETS` (default `1,20`): the same with `min-age` set (a due rotation:
+//!   preflight also reads every target's secret metadata, alongside the key reads);
 //! - `SEQERA_BENCH_BIN`: measure another build of the binary (profile comparisons);
 //! - `BENCH_NICE` (e.g. `-10`, needs root): run the bench and the binary at this nice value,
 //!   so that compilers sharing the machine delay the many short wake-ups less;
@@ -167,6 +169,7 @@ struct RunResult {
     distinct_keys: usize,
     puts: usize,
     distinct_puts: usize,
+    meta_gets: usize,
     timeline: Timeline,
     requests: Vec<RequestRecord>,
     start: Instant,
@@ -241,11 +244,21 @@ fn repo_name(i: usize) -> String {
     format!("app{i:03}")
 }
 
-fn one_rotation(bin: &Path, targets: usize, concurrency: usize, lat: Duration) -> RunResult {
+fn one_rotation(
+    bin: &Path,
+    targets: usize,
+    concurrency: usize,
+    lat: Duration,
+    min_age: bool,
+) -> RunResult {
     let sb = Sandbox::start().expect("sandbox starts");
     let user = sb.add_user("alice");
     let access = sb.create_token(user, "alice-personal");
     let previous = sb.create_token(user, PREVIOUS);
+    if min_age {
+        // Due by age: the previous token is a month old.
+        sb.backdate_token(previous.id, Duration::from_secs(30 * 86_400));
+    }
     sb.add_github_token(GH_TOKEN, true);
     let mut lines = String::new();
     for i in 0..targets {
@@ -284,6 +297,9 @@ fn one_rotation(bin: &Path, targets: usize, concurrency: usize, lat: Duration) -
         .env("INPUT_TOKEN-NAME", TOKEN_NAME)
         .env("INPUT_TARGETS", &lines)
         .env("INPUT_MAX-CONCURRENCY", concurrency.to_string());
+    if min_age {
+        cmd.env("INPUT_MIN-AGE", "7d");
+    }
     let exit = spawn_and_wait(&mut cmd, true);
     assert_eq!(
         exit.code,
@@ -328,8 +344,13 @@ fn one_rotation(bin: &Path, targets: usize, concurrency: usize, lat: Duration) -
         .filter(|r| r.api == Api::Github && r.method == "PUT")
         .map(|r| r.path.as_str())
         .collect();
+    let meta_gets = requests
+        .iter()
+        .filter(|r| r.api == Api::Github && r.method == "GET" && r.path.ends_with(SECRET))
+        .count();
     let timeline = timeline(&requests, exit.start, exit.wall, lat);
     RunResult {
+        meta_gets,
         wall: exit.wall,
         cpu: exit.cpu,
         vm_hwm_kib: exit.vm_hwm_kib,
@@ -374,6 +395,7 @@ fn pass(ok: bool) -> &'static str {
 
 struct Case {
     targets: usize,
+    min_age: bool,
     concurrency: usize,
     round_trips: usize,
     bound: Duration,
@@ -389,8 +411,16 @@ impl Case {
         self.wall().as_secs_f64() / self.bound.as_secs_f64()
     }
     fn github_min(&self) -> usize {
-        // Every repository target is its own key owner: one key + one PUT each.
-        2 * self.targets
+        // Every repository target is its own key owner: one key + one PUT each, and with
+        // min-age one metadata read each.
+        (if self.min_age { 3 } else { 2 }) * self.targets
+    }
+    fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.targets,
+            if self.min_age { " (min-age)" } else { "" }
+        )
     }
     fn exact_requests(&self) -> bool {
         self.runs.iter().all(|r| {
@@ -400,6 +430,7 @@ impl Case {
                 && r.distinct_keys == self.targets
                 && r.puts == self.targets
                 && r.distinct_puts == self.targets
+                && r.meta_gets == if self.min_age { self.targets } else { 0 }
         })
     }
     fn max_rss_kib(&self) -> u64 {
@@ -417,20 +448,28 @@ impl Case {
     }
 }
 
-fn run_case(bin: &Path, targets: usize, concurrency: usize, runs: usize, lat: Duration) -> Case {
+fn run_case(
+    bin: &Path,
+    targets: usize,
+    concurrency: usize,
+    runs: usize,
+    lat: Duration,
+    min_age: bool,
+) -> Case {
     let keys = targets; // distinct key owners: one per repository
     let round_trips = keys.div_ceil(concurrency).max(1) + 1 + 1 + targets.div_ceil(concurrency) + 1;
     let bound = lat * round_trips as u32;
     // One unmeasured warm-up run (page cache, first sandbox).
-    let _ = one_rotation(bin, targets, concurrency, lat);
+    let _ = one_rotation(bin, targets, concurrency, lat, min_age);
     let results: Vec<RunResult> = (0..runs)
-        .map(|_| one_rotation(bin, targets, concurrency, lat))
+        .map(|_| one_rotation(bin, targets, concurrency, lat, min_age))
         .collect();
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by_key(|&i| results[i].wall);
     let median_run = order[order.len() / 2];
     Case {
         targets,
+        min_age,
         concurrency,
         round_trips,
         bound,
@@ -517,6 +556,12 @@ fn main() {
         .filter_map(|v| v.trim().parse().ok())
         .filter(|&n| n > 0)
         .collect();
+    let min_age_counts: Vec<usize> = std::env::var("BENCH_MIN_AGE_TARGETS")
+        .unwrap_or_else(|_| "1,20".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .collect();
 
     println!("## Rotation benchmark\n");
     println!("- binary: `{}`", bin.display());
@@ -542,7 +587,9 @@ fn main() {
 
     let cases: Vec<Case> = target_counts
         .iter()
-        .map(|&n| run_case(&bin, n, CONCURRENCY, runs, lat))
+        .map(|&n| (n, false))
+        .chain(min_age_counts.iter().map(|&n| (n, true)))
+        .map(|(n, m)| run_case(&bin, n, CONCURRENCY, runs, lat, m))
         .collect();
 
     println!("| targets | c | round trips | bound ms | wall ms (median) | min–max ms | wall/bound | Seqera req (min) | GitHub req (min) | peak RSS MB (VmHWM) | ru_maxrss MB (inflated) | CPU ms (user+sys, median) |");
@@ -552,7 +599,7 @@ fn main() {
         let r = &c.runs[c.median_run];
         println!(
             "| {} | {} | {} | {} | {} | {}–{} | {:.3} | {} ({}) | {} ({}) | {:.2}{} | {:.2} | {} |",
-            c.targets,
+            c.label(),
             c.concurrency,
             c.round_trips,
             ms(c.bound),
@@ -586,7 +633,7 @@ fn main() {
         let t = c.runs[c.median_run].timeline;
         println!(
             "| {} | {} | {} | {:.2} ({}) | {} | {} | {} | {} |",
-            c.targets,
+            c.label(),
             ms(t.startup),
             ms(t.busy),
             t.busy.as_secs_f64() / lat.as_secs_f64(),
@@ -598,7 +645,7 @@ fn main() {
         );
     }
 
-    if let Some(c) = cases.iter().find(|c| c.targets == 1) {
+    if let Some(c) = cases.iter().find(|c| c.targets == 1 && !c.min_age) {
         let r = &c.runs[c.median_run];
         println!(
             "\n### Request timeline, 1 target (median run; ms after spawn, received → answered)\n"
@@ -658,7 +705,7 @@ fn main() {
     println!("\n### Targets\n");
     println!("| target | measured | result |");
     println!("|---|---|---|");
-    if let Some(c) = cases.iter().find(|c| c.targets == 1) {
+    if let Some(c) = cases.iter().find(|c| c.targets == 1 && !c.min_age) {
         println!(
             "| 1 target: wall ≤ 1.15 × bound | {} ms / {} ms = {:.3} | {} |",
             ms(c.wall()),
@@ -673,7 +720,7 @@ fn main() {
             pass(counts.iter().all(|&n| n == 7) && c.exact_requests())
         );
     }
-    if let Some(c) = cases.iter().find(|c| c.targets == 20) {
+    if let Some(c) = cases.iter().find(|c| c.targets == 20 && !c.min_age) {
         println!(
             "| 20 targets, c=4: wall ≤ 1.25 × bound | {} ms / {} ms = {:.3} | {} |",
             ms(c.wall()),
@@ -691,13 +738,13 @@ fn main() {
             pass(c.exact_requests())
         );
     }
-    if let Some(c) = cases.iter().find(|c| c.targets == 100) {
+    if let Some(c) = cases.iter().find(|c| c.targets == 100 && !c.min_age) {
         let rss = mb(c.max_rss_kib());
         println!(
             "| 100 targets: peak RSS ≤ 15 MB (max over runs) | {rss:.2} MB | {} |",
             pass(rss <= 15.0)
         );
-        if let Some(c20) = cases.iter().find(|c| c.targets == 20) {
+        if let Some(c20) = cases.iter().find(|c| c.targets == 20 && !c.min_age) {
             // Linear in ⌈targets/c⌉: each extra round trip costs about one latency.
             let extra_rt = (c.round_trips - c20.round_trips) as f64;
             let slope = (c.wall().as_secs_f64() - c20.wall().as_secs_f64()) / extra_rt;
@@ -707,6 +754,20 @@ fn main() {
                 slope * 1e3,
                 c.ratio(),
                 c20.ratio(),
+                pass(ok)
+            );
+        }
+    }
+    for m in cases.iter().filter(|c| c.min_age) {
+        if let Some(base) = cases.iter().find(|c| c.targets == m.targets && !c.min_age) {
+            // The metadata reads run beside the key reads: no extra round trip.
+            let ok = m.ratio() <= base.ratio() * 1.10 + 0.02 && m.exact_requests();
+            println!(
+                "| {} targets with min-age: wall/bound as without (≤ 1.10 × + 0.02), one metadata read per target | ratio {:.3} vs {:.3}; {} metadata GETs | {} |",
+                m.targets,
+                m.ratio(),
+                base.ratio(),
+                m.runs[m.median_run].meta_gets,
                 pass(ok)
             );
         }

@@ -1,6 +1,7 @@
 //! Runs one command: turns the command line into checked settings, builds the clients, runs
-//! `rotate` / `list` / `revoke` / `demo` / `generate`, renders the outcome through `report`,
-//! and decides the exit code (0 done, 1 failed, 2 invalid settings).
+//! Runs one command: turns the command line into checked settings, builds the clients, runs
+//! `rotate` / `list` / `revoke` / `status` / `demo` / `generate`, renders the outcome through
+//! `report`, and decides the exit code (0 done, 1 failed, 2 invalid settings).
 
 use std::time::Duration;
 
@@ -9,11 +10,14 @@ use time::OffsetDateTime;
 
 use crate::github::{GithubClient, Written};
 use crate::http::{Http, Policy};
+use crate::lifecycle;
 use crate::naming;
 use crate::report::Report;
 use crate::rotate::{rotate, Clients, Outcome};
 use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
-use crate::settings::{parse_duration, Raw, SeqeraSettings, Settings, SettingsError};
+use crate::settings::{
+    lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
+};
 use crate::text::{md_cell, md_code, Scrubber};
 
 /// Exit code: done.
@@ -31,7 +35,8 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let raw = Raw::gather(matches, env);
     match matches.subcommand() {
         None | Some(("rotate", _)) => run_rotate(&raw, env, out).await,
-        Some(("list", _)) => run_list(&raw, env, out).await,
+        Some(("list", sub)) => run_list(&raw, sub, env, out).await,
+        Some(("status", sub)) => crate::status::run(&raw, sub, env, out).await,
         Some(("revoke", sub)) => run_revoke(&raw, sub, env, out).await,
         Some(("demo", _)) => crate::demo::run(out).await,
         Some(("generate", sub)) => crate::generate::run(sub, out),
@@ -81,7 +86,7 @@ pub fn command_line_error(e: &clap::Error, out: &Report) -> u8 {
     EXIT_USAGE
 }
 
-fn usage_error(e: &SettingsError, out: &Report) -> u8 {
+pub(crate) fn usage_error(e: &SettingsError, out: &Report) -> u8 {
     for p in &e.0 {
         out.error(&p.to_string());
     }
@@ -89,7 +94,7 @@ fn usage_error(e: &SettingsError, out: &Report) -> u8 {
     EXIT_USAGE
 }
 
-fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
+pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
     let mut policy = Policy::new(seqera.timeout);
     // For the test suite only: shorter unhinted backoff, so fault tests run in seconds.
     if let Some(ms) = env("SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS").and_then(|v| v.parse().ok()) {
@@ -159,9 +164,13 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
 
 /// The outputs of SPEC §7 (without `access-key`).
 pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
-    // Not due, or a dry run: only `rotated=false` (SPEC §5 step 3).
+    // A dry run: only `rotated=false`; not due: also what it retired (SPEC §5 step 3).
     if o.skipped.is_some() {
-        return vec![("rotated", "false".into())];
+        let mut v = vec![("rotated", "false".into())];
+        if o.not_due {
+            v.push(("revoked-token-ids", ids(&o.revoked)));
+        }
+        return v;
     }
     let updated: Vec<&str> = o
         .targets
@@ -180,14 +189,7 @@ pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
             "token-name",
             token.map(|t| t.name.clone()).unwrap_or_default(),
         ),
-        (
-            "revoked-token-ids",
-            o.revoked
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        ("revoked-token-ids", ids(&o.revoked)),
         (
             "updated-targets",
             if o.rotated {
@@ -202,6 +204,10 @@ pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
 /// The longest server text in a summary cell.
 const MAX_CELL: usize = 300;
 
+fn ids(v: &[u64]) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// The job summary: what was created, written, revoked, what failed and why. Every text that
 /// is not ours (token names, labels, server messages) is escaped for Markdown and HTML.
 pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
@@ -209,7 +215,24 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
     let code = |t: &str| md_code(scrubber, t, MAX_CELL);
     let mut m = String::from("### Seqera token rotation\n\n");
     if let Some(reason) = &o.skipped {
-        m.push_str(&format!("Nothing rotated: {}\n", cell(reason)));
+        m.push_str(&format!("Nothing rotated: {}\n\n", cell(reason)));
+        if o.not_due {
+            m.push_str(&format!(
+                "| | |\n|---|---|\n| Revoked token ids | {} |\n\n",
+                if o.revoked.is_empty() {
+                    "none".into()
+                } else {
+                    ids(&o.revoked)
+                }
+            ));
+        }
+        retiring_table(o, &mut m, scrubber);
+        for n in &o.notes {
+            m.push_str(&format!("> Note: {}\n\n", cell(n)));
+        }
+        if let Some(e) = &o.error {
+            m.push_str(&format!("**Failed:** {}\n", cell(&e.to_string())));
+        }
         return m;
     }
     m.push_str("| | |\n|---|---|\n");
@@ -250,6 +273,7 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
         }
         m.push('\n');
     }
+    retiring_table(o, &mut m, scrubber);
     for n in &o.notes {
         m.push_str(&format!("> Note: {}\n\n", cell(n)));
     }
@@ -257,6 +281,24 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
         m.push_str(&format!("**Failed:** {}\n", cell(&e.to_string())));
     }
     m
+}
+
+/// The tokens left live by `grace-period`: when each goes, when it was last used.
+fn retiring_table(o: &Outcome, m: &mut String, scrubber: &Scrubber) {
+    if o.retiring.is_empty() {
+        return;
+    }
+    m.push_str("| Retiring token | Id | Revoked after | Last used |\n|---|---|---|---|\n");
+    for v in &o.retiring {
+        m.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            md_code(scrubber, &v.token.name, MAX_CELL),
+            v.token.id,
+            v.goes_at.map(lifecycle::when).unwrap_or_default(),
+            lifecycle::last_use(v.token.last_used)
+        ));
+    }
+    m.push('\n');
 }
 
 /// What `list` and `revoke` start from: Seqera settings, a client, and the user's tokens.
@@ -289,24 +331,56 @@ fn date(t: Option<OffsetDateTime>) -> String {
     .unwrap_or_else(|| "never".into())
 }
 
-async fn run_list(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
+async fn run_list(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
+    let (keep, grace) = match lifecycle_from_raw(raw) {
+        Ok(x) => x,
+        Err(e) => return usage_error(&e, out),
+    };
     let (s, _, tokens) = match seqera_tokens(raw, env, out).await {
         Ok(x) => x,
         Err(code) => return code,
     };
     let managed = naming::managed(&s.token_name, &tokens);
-    out.data(&format!(
-        "{:>10}  {:<50}  {:<20}  {}",
-        "ID", "NAME", "CREATED", "LAST USED"
-    ));
-    for t in &managed {
+    if sub.get_flag("json") {
+        out.data(&crate::status::list_json(&s.token_name, &managed).to_string());
+    } else {
+        let now = OffsetDateTime::now_utc();
+        let retiring = managed
+            .first()
+            .map(|n| {
+                lifecycle::retirement(
+                    &s.token_name,
+                    n,
+                    &managed,
+                    lifecycle::Policy { keep, grace },
+                    now,
+                )
+                .retiring
+            })
+            .unwrap_or_default();
         out.data(&format!(
             "{:>10}  {:<50}  {:<20}  {}",
-            t.id,
-            t.name,
-            date(naming::created_at(&s.token_name, t)),
-            date(t.last_used)
+            "ID", "NAME", "CREATED", "LAST USED"
         ));
+        for t in &managed {
+            let mark = retiring
+                .iter()
+                .find(|v| v.token.id == t.id)
+                .map(|v| {
+                    format!(
+                        "  (retiring: revoked after {})",
+                        v.goes_at.map(lifecycle::when).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            out.data(&format!(
+                "{:>10}  {:<50}  {:<20}  {}{mark}",
+                t.id,
+                t.name,
+                date(naming::created_at(&s.token_name, t)),
+                date(t.last_used)
+            ));
+        }
     }
     out.step(&format!(
         "{} managed token(s) of `{}`",

@@ -6,12 +6,14 @@
 //! - [`settings`]: flags / `INPUT_*` / env → validated settings
 //! - [`target`]: secret targets: kinds, `targets` lines, labels, API paths
 //! - [`naming`]: managed token names, which tokens are older, which to revoke
+//! - [`lifecycle`]: grace periods (retiring tokens) and drift (targets not holding the newest token)
 //! - [`seal`]: libsodium `crypto_box_seal`
 //! - [`http`]: the one HTTP client: headers, retries, rate limits, scrubbing
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
 //! - [`text`]: outside text → printable text: scrubbing, control characters, escaping
+//! - [`status`]: the `status` health check and the `--json` documents of `list` and `status`
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
 //! - [`app`]: one command: settings → clients → run → outputs → exit code
 //! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
@@ -24,11 +26,13 @@ pub mod demo;
 pub mod generate;
 pub mod github;
 pub mod http;
+pub mod lifecycle;
 pub mod naming;
 pub mod report;
 pub mod rotate;
 pub mod seal;
 pub mod seqera;
 pub mod settings;
+pub mod status;
 pub mod target;
 pub mod text;

@@ -90,6 +90,11 @@ impl Report {
         &self.scrubber
     }
 
+    /// Whether outputs go to `$GITHUB_OUTPUT` (else they are printed, or logged).
+    pub fn writes_output_file(&self) -> bool {
+        self.output_file.is_some()
+    }
+
     /// Whether workflow commands are used.
     pub fn in_actions(&self) -> bool {
         self.actions

@@ -11,10 +11,11 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::github::{GithubClient, GithubError, OrgWrite, SecretMeta, Written};
+use crate::lifecycle::{self, Policy, Retirement, Superseded, TargetState};
 use crate::naming;
 use crate::report::Report;
 use crate::seal::{seal, PublicKey};
-use crate::seqera::{NewToken, SeqeraClient, SeqeraError, TokenInfo, User};
+use crate::seqera::{token_id_of, NewToken, SeqeraClient, SeqeraError, TokenInfo, User};
 use crate::settings::{Settings, Visibility};
 use crate::target::{Scope, Target};
 
@@ -43,6 +44,9 @@ pub struct Plan {
     pub keys: HashMap<Scope, PublicKey>,
     /// Access settings per organization target (index into `targets`).
     pub org: HashMap<usize, OrgWrite>,
+    /// Per target, in input order, the secret's metadata (None: no such secret); read only
+    /// when `min-age` may skip the rotation, to tell whether some target needs it anyway.
+    pub secrets: Option<Vec<Option<SecretMeta>>>,
 }
 
 /// How one target's write ended.
@@ -146,6 +150,11 @@ pub struct Outcome {
     pub revoked: Vec<u64>,
     /// Things worth knowing that did not fail the run.
     pub notes: Vec<String>,
+    /// Superseded tokens left live for now (`grace-period`), with the time each goes.
+    pub retiring: Vec<Superseded>,
+    /// Not due, and not a dry run: the run only retired tokens (step 3), so the outputs
+    /// carry `revoked-token-ids` too.
+    pub not_due: bool,
     /// The failed step, if any (exit 1).
     pub error: Option<RotateError>,
 }
@@ -162,9 +171,10 @@ pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option
         Ok(p) => p,
         Err(e) => return (o.fail(e), None),
     };
-    if let Some(reason) = decide(s, &plan) {
+    if let Some(reason) = decide(s, &plan, out) {
         out.step(&reason);
         o.skipped = Some(reason);
+        retire_not_due(s, c, &plan, out, &mut o).await;
         return (o, None);
     }
     if s.seqera.dry_run {
@@ -255,7 +265,7 @@ async fn verify_store_revoke(
         };
         return (o.fail(e), Some(new));
     }
-    let (revoked, errors) = revoke_older(s, &new_client, plan, &new, out).await;
+    let (revoked, errors) = revoke_older(s, &new_client, plan, &new, out, &mut o).await;
     o.revoked = revoked;
     if !errors.is_empty() {
         return (o.fail(RotateError::Revoke(errors.join("; "))), Some(new));
@@ -302,13 +312,25 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         .buffer_unordered(s.max_concurrency)
         .collect::<Vec<_>>();
     let org = org_access(s, &c.github);
-    let (seqera, keys, org) = tokio::join!(seqera, keys, org);
+    // Beside the key reads, not after them: no extra round trip on the critical path.
+    let secrets = async {
+        if s.min_age.is_none() || s.force {
+            return Ok(None);
+        }
+        secrets_metadata(s, &c.github)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    };
+    let (seqera, keys, org, secrets) = tokio::join!(seqera, keys, org, secrets);
     let (user, tokens) = seqera.map_err(RotateError::Preflight)?;
     let keys = keys
         .into_iter()
         .collect::<Result<HashMap<_, _>, _>>()
         .map_err(RotateError::Preflight)?;
     let org = org.map_err(RotateError::Preflight)?;
+    let secrets = secrets.map_err(RotateError::Preflight)?;
     let managed = naming::managed(&s.seqera.token_name, &tokens);
     out.step(&format!(
         "Seqera user {} (id {}): {} token(s), {} managed by `{}`",
@@ -329,10 +351,36 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         managed,
         keys,
         org,
+        secrets,
     })
 }
 
-fn seqera_hint(e: &SeqeraError) -> String {
+/// Every target's secret metadata, in input order (`Ok(None)`: no such secret), at most
+/// `max-concurrency` reads at once. Preflight's read, shared with `status`.
+pub async fn secrets_metadata(
+    s: &Settings,
+    gh: &GithubClient,
+) -> Vec<Result<Option<SecretMeta>, String>> {
+    stream::iter(&s.targets)
+        .map(|t| async move {
+            gh.secret_metadata(&t.scope, t.secret_name.as_str())
+                .await
+                .map_err(|e| format!("metadata of secret `{}` of {}: {e}", t.secret_name, t.label))
+        })
+        .buffered(s.max_concurrency)
+        .collect()
+        .await
+}
+
+/// The grace-period settings.
+pub fn policy(s: &Settings) -> Policy {
+    Policy {
+        keep: s.keep_previous,
+        grace: s.grace_period,
+    }
+}
+
+pub(crate) fn seqera_hint(e: &SeqeraError) -> String {
     match e {
         SeqeraError::NotAccepted { .. } => format!("{e}; check `seqera-access-token` and that `seqera-api-url` is this token's Seqera instance"),
         _ => e.to_string(),
@@ -407,8 +455,9 @@ async fn org_access(s: &Settings, gh: &GithubClient) -> Result<HashMap<usize, Or
     Ok(map)
 }
 
-/// Step 3: not due yet? (`min-age` without `force`).
-fn decide(s: &Settings, plan: &Plan) -> Option<String> {
+/// Step 3: not due yet? (`min-age` without `force`). Due anyway when some target does not
+/// hold the newest managed token; the log says which and why.
+fn decide(s: &Settings, plan: &Plan, out: &Report) -> Option<String> {
     let min_age = s.min_age?;
     if s.force {
         return None;
@@ -417,15 +466,128 @@ fn decide(s: &Settings, plan: &Plan) -> Option<String> {
     let created = naming::created_at(&s.seqera.token_name, newest)?;
     let age = OffsetDateTime::now_utc() - created;
     let min = time::Duration::try_from(min_age).ok()?;
-    (age < min).then(|| {
+    if age >= min {
+        return None;
+    }
+    let drifted = drift(s, plan, newest, created);
+    if !drifted.is_empty() {
+        for d in &drifted {
+            out.step(&format!("Due although min-age is not reached: {d}"));
+        }
+        return None;
+    }
+    Some({
         format!(
-            "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; nothing changed (use force to rotate anyway)",
+            "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; no rotation (use force to rotate anyway)",
             newest.name,
             newest.id,
             human(age),
             humantime::format_duration(min_age)
         )
     })
+}
+
+/// Why each target that does not hold the newest managed token needs the rotation.
+fn drift(s: &Settings, plan: &Plan, newest: &TokenInfo, created: OffsetDateTime) -> Vec<String> {
+    let Some(secrets) = &plan.secrets else {
+        return Vec::new();
+    };
+    s.targets
+        .iter()
+        .zip(secrets)
+        .filter_map(|(t, meta)| {
+            match lifecycle::target_state(Ok::<_, ()>(meta.as_ref()), Some(created)) {
+                TargetState::Current => None,
+                TargetState::Missing => Some(format!(
+                    "{} has no secret `{}` yet",
+                    t.label, t.secret_name
+                )),
+                TargetState::Stale | TargetState::Unknown => Some(format!(
+                    "secret `{}` of {} was last updated {}, before the newest managed token `{}` (id {}) was created {}",
+                    t.secret_name,
+                    t.label,
+                    meta.as_ref().map(|m| lifecycle::when(m.updated_at)).unwrap_or_default(),
+                    newest.name,
+                    newest.id,
+                    lifecycle::when(created)
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Step 3, not due: retire the superseded tokens whose grace period is over, with the access
+/// token, revoking the access token itself last if it is one of them. A dry run only says so.
+async fn retire_not_due(s: &Settings, c: &Clients, plan: &Plan, out: &Report, o: &mut Outcome) {
+    let Some(newest) = plan.managed.first() else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    let r = lifecycle::retirement(&s.seqera.token_name, newest, &plan.managed, policy(s), now);
+    log_retirement(s, &r, now, out);
+    o.retiring = r.retiring.clone();
+    if s.seqera.dry_run {
+        for v in &r.revoke {
+            out.step(&format!(
+                "Dry run: would revoke `{}` (id {}), whose grace period is over",
+                v.token.name, v.token.id
+            ));
+        }
+        return;
+    }
+    o.not_due = true;
+    if r.revoke.is_empty() {
+        return;
+    }
+    let own = token_id_of(&s.seqera.access_token);
+    let (last, first): (Vec<Superseded>, Vec<Superseded>) =
+        r.revoke.into_iter().partition(|v| Some(v.token.id) == own);
+    let mut errors = Vec::new();
+    for batch in [first, last] {
+        note_late_uses(s, &batch, own, &mut o.notes);
+        let victims = batch.into_iter().map(|v| v.token).collect();
+        let (revoked, errs) = revoke_tokens(&c.seqera, victims, out).await;
+        o.revoked.extend(revoked);
+        errors.extend(errs);
+    }
+    if !errors.is_empty() {
+        o.error = Some(RotateError::Revoke(errors.join("; ")));
+    }
+}
+
+/// One line per retiring token: when it goes and when it was last used.
+fn log_retirement(s: &Settings, r: &Retirement, now: OffsetDateTime, out: &Report) {
+    for v in &r.retiring {
+        let goes = v.goes_at.unwrap_or(now);
+        out.step(&format!(
+            "Retiring `{}` (id {}): live until {} (in {}), {} after `{}` (id {}) replaced it; last used {}",
+            v.token.name,
+            v.token.id,
+            lifecycle::when(goes),
+            lifecycle::span(goes - now),
+            humantime::format_duration(s.grace_period),
+            v.successor.name,
+            v.successor.id,
+            lifecycle::last_use(v.token.last_used),
+        ));
+    }
+}
+
+/// A token about to be revoked that was used after its successor existed: some consumer
+/// did not get the new value (the access token itself is this run's own use).
+fn note_late_uses(s: &Settings, victims: &[Superseded], own: Option<u64>, notes: &mut Vec<String>) {
+    for v in victims.iter().filter(|v| Some(v.token.id) != own) {
+        if let Some(used) = v.used_after_successor(&s.seqera.token_name) {
+            notes.push(format!(
+                "`{}` (id {}) was last used {}, after its successor `{}` (id {}) existed: some consumer still had the old value and will now fail; check what reads this token",
+                v.token.name,
+                v.token.id,
+                lifecycle::when(used),
+                v.successor.name,
+                v.successor.id
+            ));
+        }
+    }
 }
 
 fn human(d: time::Duration) -> String {
@@ -444,12 +606,30 @@ fn print_plan(s: &Settings, plan: &Plan, out: &Report) {
         ));
     }
     // The new token's id is not known yet; every managed token is older than it.
-    let revoke = naming::to_revoke(&plan.managed, u64::MAX, s.keep_previous);
-    if revoke.is_empty() {
+    let now = OffsetDateTime::now_utc();
+    let new = TokenInfo {
+        id: u64::MAX,
+        name,
+        date_created: Some(now),
+        last_used: None,
+    };
+    let r = lifecycle::retirement(&s.seqera.token_name, &new, &plan.managed, policy(s), now);
+    if r.revoke.is_empty() {
         out.step("  revoke nothing");
     }
-    for t in revoke {
-        out.step(&format!("  revoke token `{}` (id {})", t.name, t.id));
+    for v in &r.revoke {
+        out.step(&format!(
+            "  revoke token `{}` (id {})",
+            v.token.name, v.token.id
+        ));
+    }
+    for v in &r.retiring {
+        out.step(&format!(
+            "  leave token `{}` (id {}) retiring until {} (grace-period)",
+            v.token.name,
+            v.token.id,
+            lifecycle::when(v.goes_at.unwrap_or(now))
+        ));
     }
 }
 
@@ -773,21 +953,44 @@ async fn write_one(
 }
 
 /// Step 7: revoke the managed tokens older than the new one, except the newest
-/// `keep-previous`, authenticating with the new token. Returns revoked ids and failures.
+/// `keep-previous` and those still in their grace period (retiring), authenticating with the
+/// new token. Returns revoked ids and failures.
 async fn revoke_older(
     s: &Settings,
     new_client: &SeqeraClient,
     plan: &Plan,
     new: &NewToken,
     out: &Report,
+    o: &mut Outcome,
 ) -> (Vec<u64>, Vec<String>) {
-    let victims = naming::to_revoke(&plan.managed, new.info.id, s.keep_previous);
-    let kept = plan.managed.iter().filter(|t| t.id < new.info.id).count() - victims.len();
+    let now = OffsetDateTime::now_utc();
+    let r = lifecycle::retirement(
+        &s.seqera.token_name,
+        &new.info,
+        &plan.managed,
+        policy(s),
+        now,
+    );
+    let kept = r.kept.len();
     if kept > 0 {
         out.step(&format!(
             "Keeping {kept} previous token(s) alive (keep-previous)"
         ));
     }
+    log_retirement(s, &r, now, out);
+    o.retiring = r.retiring;
+    note_late_uses(s, &r.revoke, None, &mut o.notes);
+    let victims = r.revoke.into_iter().map(|v| v.token).collect();
+    revoke_tokens(new_client, victims, out).await
+}
+
+/// Revokes `victims` (at most 20 per second), returning revoked ids and failures.
+async fn revoke_tokens(
+    client: &SeqeraClient,
+    victims: Vec<TokenInfo>,
+    out: &Report,
+) -> (Vec<u64>, Vec<String>) {
+    let new_client = client;
     let started = tokio::time::Instant::now();
     let results: Vec<(TokenInfo, Result<bool, SeqeraError>)> =
         stream::iter(victims.into_iter().enumerate())

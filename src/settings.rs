@@ -71,6 +71,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "GitHub secret writes in flight at once (1-32)" },
     SettingSpec { name: "timeout", env: &[], default: Some("30s"), switch: false,
         help: "Per-request timeout (e.g. 10s, 1m)" },
+    SettingSpec { name: "grace-period", env: &[], default: Some("0"), switch: false,
+        help: "Superseded managed tokens stay live until their successor is at least this old (e.g. 6h: runs queued or running before the rotation keep a working token); every run revokes those whose time has come" },
+    SettingSpec { name: "max-age", env: &[], default: None, switch: false,
+        help: "status: unhealthy when the newest managed token is older than this (the rotation has stopped), e.g. 8d" },
 ];
 
 /// The environment variable the Actions runner sets for an input: upper-cased, hyphens kept.
@@ -101,7 +105,7 @@ fn value_name(name: &str) -> &'static str {
         "seqera-access-token" | "github-token" => "TOKEN",
         "seqera-api-url" | "github-api-url" => "URL",
         "repository" => "OWNER/REPO",
-        "min-age" | "timeout" => "DURATION",
+        "min-age" | "timeout" | "grace-period" | "max-age" => "DURATION",
         "keep-previous" | "max-concurrency" => "N",
         "targets" => "LINES",
         "selected-repositories" => "NAMES",
@@ -133,7 +137,8 @@ pub fn command() -> Command {
         .about(ABOUT)
         .long_about(LONG_ABOUT)
         .subcommand(Command::new("rotate").about("Create a new token, store it in every target, revoke the older ones (the default)"))
-        .subcommand(Command::new("list").about("List the managed tokens of token-name, newest first"))
+        .subcommand(Command::new("list").about("List the managed tokens of token-name, newest first")
+            .arg(json_arg()))
         .subcommand(
             Command::new("revoke")
                 .about("Revoke managed tokens of token-name (keeps the newest by default)")
@@ -143,6 +148,11 @@ pub fn command() -> Command {
                 .arg(Arg::new("older-than").long("older-than").value_name("DURATION")
                     .help("Revoke only tokens created longer ago than this (e.g. 30d)")),
         )
+        .subcommand(
+            Command::new("status")
+                .about("Read-only health check for alerting: exit 0 healthy, 1 unhealthy (each problem named)")
+                .arg(json_arg()),
+        )
         .subcommand(Command::new("demo").about(
             "Run a complete rotation, twice, against a built-in local sandbox (no network, no credentials)",
         ))
@@ -151,6 +161,14 @@ pub fn command() -> Command {
         cmd = cmd.arg(setting_arg(s));
     }
     cmd
+}
+
+/// `--json` of `list` and `status`.
+fn json_arg() -> Arg {
+    Arg::new("json")
+        .long("json")
+        .action(ArgAction::SetTrue)
+        .help("Print one JSON document on stdout (outside Actions nothing else goes there)")
 }
 
 /// Where a value came from, for error messages.
@@ -379,6 +397,10 @@ pub struct Settings {
     pub expose_access_key: bool,
     /// GitHub writes in flight at once.
     pub max_concurrency: usize,
+    /// Superseded tokens stay live until their successor is this old.
+    pub grace_period: Duration,
+    /// `status`: unhealthy when the newest managed token is older than this.
+    pub max_age: Option<Duration>,
 }
 
 /// Collects problems while checking, so the user sees all of them at once.
@@ -509,6 +531,23 @@ impl SeqeraSettings {
     }
 }
 
+/// `keep-previous` and `grace-period` alone, for `list` (which marks retiring tokens).
+pub fn lifecycle_from_raw(raw: &Raw) -> Result<(usize, Duration), SettingsError> {
+    let mut c = Checker {
+        raw,
+        problems: Vec::new(),
+    };
+    let keep = c.parse("keep-previous", parse_keep);
+    let grace = c.parse("grace-period", parse_duration);
+    let value = keep.zip(grace);
+    c.finish(value)
+}
+
+fn parse_keep(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .map_err(|_| format!("`{v}` is not a whole number >= 0"))
+}
+
 impl Settings {
     /// Checks everything a rotation needs. All problems are reported together.
     pub fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
@@ -523,10 +562,7 @@ impl Settings {
         );
         let github_api_url = c.url("github-api-url");
         let secret_name = c.parse("secret-name", SecretName::parse);
-        let keep_previous = c.parse("keep-previous", |v| {
-            v.parse::<usize>()
-                .map_err(|_| format!("`{v}` is not a whole number >= 0"))
-        });
+        let keep_previous = c.parse("keep-previous", parse_keep);
         let min_age = c
             .parse("min-age", parse_duration)
             .map(|d| Some(d).filter(|d| !d.is_zero()));
@@ -536,6 +572,14 @@ impl Settings {
             Ok(n) if (1..=32).contains(&n) => Ok(n),
             _ => Err(format!("`{v}` is not a whole number from 1 to 32")),
         });
+        let grace_period = c.parse("grace-period", parse_duration);
+        let max_age = match c.value("max-age") {
+            None => Some(None),
+            Some(_) => c.parse("max-age", |v| match parse_duration(v) {
+                Ok(d) if d.is_zero() => Err(format!("`{v}` must be more than 0")),
+                other => other.map(Some),
+            }),
+        };
         let targets = secret_name.as_ref().and_then(|name| c.targets(name));
         let org_access = targets.as_ref().and_then(|t| c.org_access(t));
 
@@ -551,6 +595,8 @@ impl Settings {
                 force,
                 expose_access_key,
                 max_concurrency: max_concurrency?,
+                grace_period: grace_period?,
+                max_age: max_age?,
             })
         })();
         c.finish(value)
@@ -875,6 +921,14 @@ mod tests {
             (0, 4, None)
         );
         assert_eq!(s.seqera.timeout, Duration::from_secs(30));
+        assert_eq!((s.grace_period, s.max_age), (Duration::ZERO, None));
+        let s = Settings::from_raw(&raw(
+            &["--grace-period", "6h"],
+            &with(&[("INPUT_MAX-AGE", "8d")]),
+        ))
+        .unwrap();
+        assert_eq!(s.grace_period, Duration::from_secs(6 * 3600));
+        assert_eq!(s.max_age, Some(Duration::from_secs(8 * 86400)));
         assert!(!s.force && !s.seqera.dry_run && !s.expose_access_key);
         assert_eq!(s.seqera.access_token.expose_secret(), "seqera-secret");
     }
@@ -1109,6 +1163,9 @@ mod tests {
             ),
             (&[("INPUT_MIN-AGE", "3x")], "min-age", "duration"),
             (&[("INPUT_MIN-AGE", "30")], "min-age", "no unit"),
+            (&[("INPUT_GRACE-PERIOD", "6")], "grace-period", "no unit"),
+            (&[("INPUT_MAX-AGE", "0")], "max-age", "more than 0"),
+            (&[("INPUT_MAX-AGE", "soon")], "max-age", "duration"),
             (&[("INPUT_FORCE", "maybe")], "force", "true or false"),
             (
                 &[("INPUT_MAX-CONCURRENCY", "0")],

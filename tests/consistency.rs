@@ -59,6 +59,12 @@ fn output_names() -> Vec<String> {
         .map(|(k, _)| k.to_string())
         .collect();
     v.push("access-key".into());
+    // `status` writes its own two.
+    v.extend(
+        seqera_token_rotate::status::outputs(&Default::default())
+            .into_iter()
+            .map(|(k, _)| k.to_string()),
+    );
     v
 }
 

@@ -163,7 +163,10 @@ fn min_age_skips_when_not_due_and_force_overrides() {
     let run = w.run(&[("INPUT_MIN-AGE", "1h")], &[]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.out("rotated"), "false");
-    assert_eq!(run.outputs.len(), 1);
+    // SPEC §5.3: a run that is not due writes `rotated=false` and `revoked-token-ids`
+    // (what it retired: nothing here).
+    assert_eq!(run.outputs.len(), 2, "{:?}", run.outputs);
+    assert_eq!(run.out("revoked-token-ids"), "");
     assert!(run.all().contains("Not due"), "{run:#?}");
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
     assert_eq!(w.live_managed().len(), 1);

@@ -1231,6 +1231,17 @@ fn paginated(base_url: &str, req: &Req, field: &str, items: Vec<Value>) -> Resp 
     }
 }
 
+/// Time passing, for tests of secret ages (see `Sandbox::advance_clock`).
+impl State {
+    /// Moves every stored secret's creation and update time `by` into the past.
+    pub(crate) fn shift_past(&mut self, by: std::time::Duration) {
+        for s in self.secrets.values_mut().flat_map(BTreeMap::values_mut) {
+            s.created_at -= by;
+            s.updated_at -= by;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -520,6 +520,15 @@ impl Sandbox {
         lock(&self.shared.seqera).set_value_suffix(suffix.map(str::to_owned));
     }
 
+    /// Lets time pass for both fakes without waiting: every moment they stored (token
+    /// creation and last use, secret creation and update, user creation) moves `by` into
+    /// the past, so the tool under test, which reads the real clock, sees everything `by`
+    /// older. Formats are unchanged.
+    pub fn advance_clock(&self, by: Duration) {
+        lock(&self.shared.seqera).shift_past(by);
+        lock(&self.shared.github).shift_past(by);
+    }
+
     /// All tokens ever created, revoked ones included, ordered by id.
     pub fn tokens(&self) -> Vec<SeqeraToken> {
         lock(&self.shared.seqera).all()

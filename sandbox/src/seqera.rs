@@ -432,6 +432,22 @@ fn delete_token(state: &mut State, user_id: u64, raw: &str) -> Resp {
     }
 }
 
+/// Time passing, for tests of ages and grace periods (see `Sandbox::advance_clock`).
+impl State {
+    /// Moves every stored moment `by` into the past: creation and last-use times.
+    pub(crate) fn shift_past(&mut self, by: Duration) {
+        for u in self.users.values_mut() {
+            u.date_created -= by;
+        }
+        for t in self.tokens.values_mut() {
+            t.date_created -= by;
+            if let Some(used) = &mut t.last_used {
+                *used -= by;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

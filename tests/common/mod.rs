@@ -85,6 +85,15 @@ impl World {
         run_binary(&env, args, self.dir.path(), true)
     }
 
+    /// Like `run`, but as from a terminal: no `GITHUB_ACTIONS`, no output or summary file.
+    pub fn run_terminal(&self, extra: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut env: HashMap<String, String> = self.base_env().into_iter().collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        run_binary(&env, args, self.dir.path(), false)
+    }
+
     /// Every token value the sandbox ever issued, plus the GitHub token.
     pub fn all_secret_values(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sb.tokens().into_iter().map(|t| t.value).collect();

@@ -1,0 +1,491 @@
+//! `status` (SPEC §6): a read-only health check for alerting, and the `--json` documents of
+//! `list` and `status`. It makes preflight's reads (user-info, the token list, every
+//! target's secret metadata) and nothing else; what is healthy is decided by [`assess`], a
+//! pure function, and everything is shown through `report`.
+
+use std::time::Duration;
+
+use clap::ArgMatches;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::app::{http, usage_error, Env, EXIT_FAILED, EXIT_OK};
+use crate::github::{GithubClient, SecretMeta};
+use crate::lifecycle::{self, Policy, Superseded, TargetState};
+use crate::naming;
+use crate::report::Report;
+use crate::rotate::{policy, secrets_metadata, seqera_hint};
+use crate::seqera::{SeqeraClient, TokenInfo};
+use crate::settings::{Raw, Settings, TokenName};
+use crate::text::{md_cell, md_code, Scrubber};
+
+/// One target as `status` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// The target's label (SPEC §4).
+    pub label: String,
+    /// Whether it holds the newest managed token.
+    pub state: TargetState,
+    /// The secret's last update, when known.
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+/// What `status` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Every problem, one sentence each, naming the token or the target.
+    pub problems: Vec<String>,
+    /// The managed tokens, newest first.
+    pub tokens: Vec<TokenInfo>,
+    /// Per target, in input order.
+    pub targets: Vec<TargetHealth>,
+    /// Superseded tokens still in their grace period.
+    pub retiring: Vec<Superseded>,
+    /// Superseded tokens whose time has come but that are still live.
+    pub overdue_revocations: Vec<Superseded>,
+}
+
+impl Health {
+    /// No problem found.
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One target's secret as read: its label, secret name, and metadata (`Err`: unreadable).
+pub type TargetRead<'a> = (&'a str, &'a str, Result<Option<SecretMeta>, String>);
+
+/// Decides health from what was read. `tokens` is None when the token list could not be
+/// read (the reason is already a problem, passed in `problems`).
+pub fn assess(
+    base: &TokenName,
+    tokens: Option<&[TokenInfo]>,
+    targets: Vec<TargetRead<'_>>,
+    policy: Policy,
+    max_age: Option<Duration>,
+    now: OffsetDateTime,
+    mut problems: Vec<String>,
+) -> Health {
+    let managed = tokens.map(|t| naming::managed(base, t)).unwrap_or_default();
+    let newest = managed.first();
+    let created = newest.and_then(|t| naming::created_at(base, t));
+    let mut h = Health::default();
+    match (tokens, newest) {
+        (None, _) => {}
+        (Some(_), None) => problems.push(format!(
+            "no managed token of `{}` exists: no rotation has run yet, or every managed token was revoked",
+            base.as_str()
+        )),
+        (Some(_), Some(n)) => {
+            if let (Some(max), Some(c)) = (max_age, created) {
+                let age = now - c;
+                if age > time::Duration::try_from(max).unwrap_or(time::Duration::MAX) {
+                    problems.push(format!(
+                        "overdue: the newest managed token `{}` (id {}) is {} old, more than max-age {}; the rotation has stopped (is the scheduled workflow disabled or failing?)",
+                        n.name,
+                        n.id,
+                        lifecycle::span(age),
+                        humantime::format_duration(max)
+                    ));
+                }
+            }
+            let r = lifecycle::retirement(base, n, &managed, policy, now);
+            for v in &r.revoke {
+                let due = v.goes_at.map(lifecycle::when).unwrap_or_else(|| "already".into());
+                problems.push(format!(
+                    "token `{}` (id {}) is still live past its time (due to be revoked {}, after `{}` (id {}) replaced it); the next rotation run revokes it",
+                    v.token.name, v.token.id, due, v.successor.name, v.successor.id
+                ));
+            }
+            h.retiring = r.retiring;
+            h.overdue_revocations = r.revoke;
+        }
+    }
+    for (label, secret, meta) in targets {
+        let state = lifecycle::target_state(meta.as_ref().map(Option::as_ref), created);
+        let updated_at = meta
+            .as_ref()
+            .ok()
+            .and_then(|m| m.as_ref())
+            .map(|m| m.updated_at);
+        let problem = match (state, &meta) {
+            (TargetState::Current, _) => None,
+            (TargetState::Missing, _) => Some(format!(
+                "target {label} is missing: it has no secret `{secret}`"
+            )),
+            (TargetState::Stale, _) => Some(format!(
+                "target {label} is stale: secret `{secret}` was last updated {}, before the newest managed token `{}` (id {}) was created {}",
+                updated_at.map(lifecycle::when).unwrap_or_default(),
+                newest.map(|n| n.name.as_str()).unwrap_or_default(),
+                newest.map(|n| n.id).unwrap_or_default(),
+                created.map(lifecycle::when).unwrap_or_default(),
+            )),
+            (TargetState::Unknown, Err(e)) => Some(format!(
+                "target {label} is unknown: the metadata of secret `{secret}` cannot be read ({e})"
+            )),
+            // No managed token (or no token list) to compare with: already a problem.
+            (TargetState::Unknown, Ok(_)) if tokens.is_none() || newest.is_none() => None,
+            (TargetState::Unknown, Ok(_)) => Some(format!(
+                "target {label} is unknown: the newest managed token has no creation time to compare with"
+            )),
+        };
+        problems.extend(problem);
+        h.targets.push(TargetHealth {
+            label: label.to_string(),
+            state,
+            updated_at,
+        });
+    }
+    h.problems = problems;
+    h.tokens = managed;
+    h
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Value {
+    t.and_then(|t| {
+        t.to_offset(time::UtcOffset::UTC)
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(Value::Null, Value::String)
+}
+
+/// A token as `list --json` shows it (never a value: Seqera's list has none).
+fn token_json(base: &TokenName, t: &TokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "dateCreated": rfc3339(naming::created_at(base, t)),
+        "lastUsed": rfc3339(t.last_used),
+    })
+}
+
+/// `list --json`: `{"tokens":[{"id","name","dateCreated","lastUsed"}]}`, newest first.
+pub fn list_json(base: &TokenName, managed: &[TokenInfo]) -> Value {
+    json!({ "tokens": managed.iter().map(|t| token_json(base, t)).collect::<Vec<_>>() })
+}
+
+/// `status --json` (SPEC §6).
+pub fn status_json(base: &TokenName, h: &Health) -> Value {
+    json!({
+        "healthy": h.healthy(),
+        "problems": h.problems,
+        "tokens": h.tokens.iter().map(|t| token_json(base, t)).collect::<Vec<_>>(),
+        "targets": h.targets.iter().map(|t| json!({
+            "label": t.label,
+            "state": t.state.as_str(),
+            "updatedAt": rfc3339(t.updated_at),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The outputs of `status`: `healthy` and `problems` (one per line).
+pub fn outputs(h: &Health) -> Vec<(&'static str, String)> {
+    vec![
+        ("healthy", h.healthy().to_string()),
+        ("problems", h.problems.join("\n")),
+    ]
+}
+
+/// The longest outside text in a summary cell.
+const MAX_CELL: usize = 300;
+
+/// What a managed token is, for the tables.
+fn role(h: &Health, t: &TokenInfo, i: usize) -> String {
+    if i == 0 {
+        return "newest".into();
+    }
+    if let Some(v) = h.retiring.iter().find(|v| v.token.id == t.id) {
+        return format!(
+            "retiring until {}",
+            v.goes_at.map(lifecycle::when).unwrap_or_default()
+        );
+    }
+    if h.overdue_revocations.iter().any(|v| v.token.id == t.id) {
+        return "past its time".into();
+    }
+    "kept (keep-previous)".into()
+}
+
+/// The job summary: verdict, problems, tokens and targets.
+pub fn summary(base: &TokenName, h: &Health, now: OffsetDateTime, scrubber: &Scrubber) -> String {
+    let cell = |t: &str| md_cell(scrubber, t, MAX_CELL);
+    let code = |t: &str| md_code(scrubber, t, MAX_CELL);
+    let mut m = format!(
+        "### Seqera token status: {}\n\n",
+        if h.healthy() {
+            "✅ healthy"
+        } else {
+            "❌ unhealthy"
+        }
+    );
+    for p in &h.problems {
+        m.push_str(&format!("- ❌ {}\n", cell(p)));
+    }
+    if !h.problems.is_empty() {
+        m.push('\n');
+    }
+    m.push_str("| Token | Id | Created | Age | Last used | State |\n|---|---|---|---|---|---|\n");
+    for (i, t) in h.tokens.iter().enumerate() {
+        let created = naming::created_at(base, t);
+        m.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            code(&t.name),
+            t.id,
+            created.map(lifecycle::when).unwrap_or_default(),
+            created
+                .map(|c| lifecycle::span(now - c))
+                .unwrap_or_default(),
+            lifecycle::last_use(t.last_used),
+            role(h, t, i)
+        ));
+    }
+    m.push_str("\n| Target | State | Secret updated |\n|---|---|---|\n");
+    for t in &h.targets {
+        m.push_str(&format!(
+            "| {} | {} | {} |\n",
+            code(&t.label),
+            t.state.as_str(),
+            t.updated_at
+                .map(lifecycle::when)
+                .unwrap_or_else(|| "—".into())
+        ));
+    }
+    m
+}
+
+/// The `status` command: exit 0 healthy, 1 unhealthy, 2 invalid settings.
+pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
+    let as_json = sub.get_flag("json");
+    let s = match Settings::from_raw(raw) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e, out),
+    };
+    out.mask(&s.seqera.access_token);
+    out.mask(&s.github_token);
+    let http = match http(&s.seqera, out, env) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let seqera = SeqeraClient::new(
+        http.clone(),
+        s.seqera.api_url.clone(),
+        s.seqera.access_token.clone(),
+    );
+    let github = GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone());
+    let seqera_reads = async {
+        let (user, tokens) = tokio::join!(seqera.user_info(), seqera.list_tokens());
+        let user = user
+            .map_err(|e| format!("the Seqera access token does not work: {}", seqera_hint(&e)))?;
+        let tokens = tokens
+            .map_err(|e| format!("the Seqera token list cannot be read: {}", seqera_hint(&e)))?;
+        Ok::<_, String>((user, tokens))
+    };
+    let (seqera_reads, metas) = tokio::join!(seqera_reads, secrets_metadata(&s, &github));
+    let mut problems = Vec::new();
+    let tokens = match seqera_reads {
+        Ok((user, tokens)) => {
+            out.step(&format!(
+                "Seqera user {} (id {}): the access token works",
+                user.user.user_name, user.user.id
+            ));
+            Some(tokens)
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let reads = s
+        .targets
+        .iter()
+        .zip(metas)
+        .map(|(t, m)| (t.label.as_str(), t.secret_name.as_str(), m))
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    let base = &s.seqera.token_name;
+    let h = assess(
+        base,
+        tokens.as_deref(),
+        reads,
+        policy(&s),
+        s.max_age,
+        now,
+        problems,
+    );
+    show(base, &h, now, as_json, out);
+    for p in &h.problems {
+        out.error(p);
+    }
+    // With --json on a terminal stdout holds the document only.
+    let outputs_ok = if as_json && !out.writes_output_file() {
+        Ok(())
+    } else {
+        out.outputs(&outputs(&h), None)
+    };
+    if let Err(e) = &outputs_ok {
+        out.error(&format!(
+            "could not write the step outputs to GITHUB_OUTPUT ({e}); later steps will not see them"
+        ));
+    }
+    if let Err(e) = out.summary(&summary(base, &h, now, out.scrubber())) {
+        out.warning(&format!("could not write the job summary: {e}"));
+    }
+    if h.healthy() && outputs_ok.is_ok() {
+        out.step("Healthy: every target holds the newest managed token.");
+        EXIT_OK
+    } else {
+        if !h.healthy() {
+            out.step(&format!("Unhealthy: {} problem(s).", h.problems.len()));
+        }
+        EXIT_FAILED
+    }
+}
+
+fn show(base: &TokenName, h: &Health, now: OffsetDateTime, as_json: bool, out: &Report) {
+    if as_json {
+        out.data(&status_json(base, h).to_string());
+        return;
+    }
+    for (i, t) in h.tokens.iter().enumerate() {
+        let created = naming::created_at(base, t);
+        out.step(&format!(
+            "Token `{}` (id {}): created {} ({} ago), last used {}; {}",
+            t.name,
+            t.id,
+            created.map(lifecycle::when).unwrap_or_else(|| "?".into()),
+            created
+                .map(|c| lifecycle::span(now - c))
+                .unwrap_or_else(|| "?".into()),
+            lifecycle::last_use(t.last_used),
+            role(h, t, i)
+        ));
+    }
+    for t in &h.targets {
+        out.step(&format!(
+            "Target {}: {}{}",
+            t.label,
+            t.state.as_str(),
+            t.updated_at
+                .map(|u| format!(" (secret updated {})", lifecycle::when(u)))
+                .unwrap_or_default()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-10 00:00:00 UTC);
+    const H: Duration = Duration::from_secs(3600);
+
+    fn base() -> TokenName {
+        TokenName::parse("ci").unwrap()
+    }
+
+    fn tok(id: u64, created: OffsetDateTime) -> TokenInfo {
+        TokenInfo {
+            id,
+            name: naming::stamped(&base(), created),
+            date_created: Some(created),
+            last_used: None,
+        }
+    }
+
+    fn meta(at: OffsetDateTime) -> Result<Option<SecretMeta>, String> {
+        Ok(Some(SecretMeta {
+            updated_at: at,
+            visibility: None,
+        }))
+    }
+
+    fn grace(h: u64) -> Policy {
+        Policy {
+            keep: 0,
+            grace: H * h as u32,
+        }
+    }
+
+    #[test]
+    fn healthy_with_a_retiring_token_in_its_grace_period() {
+        let tokens = [
+            tok(20, NOW - time::Duration::hours(1)),
+            tok(10, NOW - time::Duration::days(7)),
+        ];
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![("repo:o/a", "S", meta(NOW))],
+            grace(6),
+            Some(8 * 24 * H),
+            NOW,
+            vec![],
+        );
+        assert!(h.healthy(), "{:?}", h.problems);
+        assert_eq!(h.retiring[0].token.id, 10);
+        assert_eq!(h.targets[0].state, TargetState::Current);
+    }
+
+    #[test]
+    fn every_problem_names_its_token_or_target() {
+        let newest = tok(20, NOW - time::Duration::days(9));
+        let tokens = [newest.clone(), tok(10, NOW - time::Duration::days(16))];
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![
+                ("repo:o/a", "S", meta(NOW - time::Duration::days(10))),
+                ("repo:o/b", "S", Ok(None)),
+                ("repo:o/c", "S", Err("HTTP 403".into())),
+                ("repo:o/d", "S", meta(NOW)),
+            ],
+            grace(6),
+            Some(8 * 24 * H),
+            NOW,
+            vec![],
+        );
+        let p = h.problems.join("\n");
+        assert_eq!(h.problems.len(), 5, "{p}");
+        assert!(p.contains("overdue") && p.contains(&newest.name), "{p}");
+        assert!(p.contains("repo:o/a is stale"), "{p}");
+        assert!(p.contains("repo:o/b is missing"), "{p}");
+        assert!(
+            p.contains("repo:o/c is unknown") && p.contains("HTTP 403"),
+            "{p}"
+        );
+        assert!(p.contains("id 10") && p.contains("past its time"), "{p}");
+        let j = status_json(&base(), &h);
+        assert_eq!(j["healthy"], false);
+        assert_eq!(j["targets"][1]["state"], "missing");
+        assert_eq!(j["targets"][1]["updatedAt"], Value::Null);
+        assert_eq!(j["tokens"][0]["id"], 20);
+    }
+
+    #[test]
+    fn no_managed_token_and_no_token_list() {
+        let h = assess(
+            &base(),
+            Some(&[]),
+            vec![("repo:o/a", "S", meta(NOW))],
+            grace(0),
+            None,
+            NOW,
+            vec![],
+        );
+        assert_eq!(h.problems.len(), 1, "{:?}", h.problems);
+        assert!(h.problems[0].contains("no managed token"));
+        let h = assess(
+            &base(),
+            None,
+            vec![("repo:o/a", "S", Ok(None))],
+            grace(0),
+            None,
+            NOW,
+            vec!["the Seqera access token does not work".into()],
+        );
+        assert_eq!(h.problems.len(), 2, "{:?}", h.problems);
+        assert_eq!(outputs(&h)[1].1.lines().count(), 2);
+    }
+}
