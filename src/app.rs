@@ -106,19 +106,18 @@ pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Resul
     })
 }
 
-/// The `rotate` command, from raw settings to exit code.
-pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
-    let s = match Settings::from_raw(raw) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e, out),
-    };
+/// What `rotate` and `status` start from: checked settings (exit 2 if not), both tokens
+/// masked, and both clients.
+pub(crate) fn settings_and_clients(
+    raw: &Raw,
+    env: Env<'_>,
+    out: &Report,
+) -> Result<(Settings, Clients), u8> {
+    let s = Settings::from_raw(raw).map_err(|e| usage_error(&e, out))?;
     // The runner masks `secrets.*`, but a token may come from elsewhere (another step's output).
     out.mask(&s.seqera.access_token);
     out.mask(&s.github_token);
-    let http = match http(&s.seqera, out, env) {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
+    let http = http(&s.seqera, out, env)?;
     let clients = Clients {
         seqera: SeqeraClient::new(
             http.clone(),
@@ -126,6 +125,15 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
             s.seqera.access_token.clone(),
         ),
         github: GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone()),
+    };
+    Ok((s, clients))
+}
+
+/// The `rotate` command, from raw settings to exit code.
+pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
+    let (s, clients) = match settings_and_clients(raw, env, out) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let (outcome, new) = rotate(&s, &clients, out).await;
     let secret = new

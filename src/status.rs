@@ -9,14 +9,14 @@ use clap::ArgMatches;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::app::{http, usage_error, Env, EXIT_FAILED, EXIT_OK};
-use crate::github::{GithubClient, SecretMeta};
+use crate::app::{settings_and_clients, Env, EXIT_FAILED, EXIT_OK};
+use crate::github::SecretMeta;
 use crate::lifecycle::{self, Policy, Superseded, TargetState};
 use crate::naming;
 use crate::report::Report;
-use crate::rotate::{policy, secrets_metadata, seqera_hint};
-use crate::seqera::{SeqeraClient, TokenInfo};
-use crate::settings::{Raw, Settings, TokenName};
+use crate::rotate::{policy, secrets_metadata, seqera_hint, Clients};
+use crate::seqera::TokenInfo;
+use crate::settings::{Raw, TokenName};
 use crate::text::{md_cell, md_code, Scrubber};
 
 /// One target as `status` sees it.
@@ -257,22 +257,10 @@ pub fn summary(base: &TokenName, h: &Health, now: OffsetDateTime, scrubber: &Scr
 /// The `status` command: exit 0 healthy, 1 unhealthy, 2 invalid settings.
 pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let as_json = sub.get_flag("json");
-    let s = match Settings::from_raw(raw) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e, out),
-    };
-    out.mask(&s.seqera.access_token);
-    out.mask(&s.github_token);
-    let http = match http(&s.seqera, out, env) {
-        Ok(h) => h,
+    let (s, Clients { seqera, github }) = match settings_and_clients(raw, env, out) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let seqera = SeqeraClient::new(
-        http.clone(),
-        s.seqera.api_url.clone(),
-        s.seqera.access_token.clone(),
-    );
-    let github = GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone());
     let seqera_reads = async {
         let (user, tokens) = tokio::join!(seqera.user_info(), seqera.list_tokens());
         let user = user
