@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::github::{GithubClient, Written};
 use crate::http::{Http, Policy};
 use crate::naming;
+use crate::pace::{Limits, Pacer};
 use crate::report::Report;
 use crate::rotate::{rotate, Clients, Outcome};
 use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
@@ -60,6 +61,18 @@ fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8>
     })
 }
 
+/// The GitHub client, paced to GitHub's write limits; for the test suite only, to other
+/// limits (`SEQERA_TOKEN_ROTATE_TEST_PACE`, see `pace::Limits::parse_test`), so a fan-out
+/// past the limits runs in seconds.
+fn github_client(http: Http, s: &Settings, env: Env<'_>) -> GithubClient {
+    let client = GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone());
+    match env("SEQERA_TOKEN_ROTATE_TEST_PACE").and_then(|v| Limits::parse_test(&v)) {
+        Some(Some(limits)) => client.with_pacer(Pacer::new(limits)),
+        Some(None) => client.with_pacer(Pacer::unlimited()),
+        None => client,
+    }
+}
+
 /// The `rotate` command, from raw settings to exit code.
 pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
     let s = match Settings::from_raw(raw) {
@@ -79,7 +92,7 @@ pub async fn run_rotate(raw: &Raw, env: Env<'_>, out: &Report) -> u8 {
             s.seqera.api_url.clone(),
             s.seqera.access_token.clone(),
         ),
-        github: GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone()),
+        github: github_client(http, &s, env),
     };
     let (outcome, new) = rotate(&s, &clients, out).await;
     let secret = new

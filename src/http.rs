@@ -15,6 +15,8 @@ use thiserror::Error;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::pace::Pacer;
+
 /// Which API a request goes to: decides the headers and how a 403 is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
@@ -185,6 +187,8 @@ pub struct Http {
     client: reqwest::Client,
     policy: Policy,
     waited: Arc<Mutex<Duration>>,
+    /// Paces every attempt (retries too) outside the waiting budget: GitHub secret writes.
+    pacer: Option<Arc<Pacer>>,
     /// Values never to show.
     pub scrubber: Scrubber,
 }
@@ -209,8 +213,17 @@ impl Http {
             client,
             policy,
             waited: Arc::default(),
+            pacer: None,
             scrubber,
         })
+    }
+
+    /// The same client (and waiting budget) with every attempt paced by `pacer`.
+    pub fn paced(&self, pacer: Arc<Pacer>) -> Self {
+        Self {
+            pacer: Some(pacer),
+            ..self.clone()
+        }
     }
 
     /// Sends a request with the retry policy; returns a response with a 2xx status, or the
@@ -227,6 +240,9 @@ impl Http {
         let mut attempt = 0u32;
         let mut unanswered = false;
         loop {
+            if let Some(p) = &self.pacer {
+                p.acquire().await;
+            }
             let result = self
                 .once(api, method.clone(), url.clone(), bearer, body)
                 .await
@@ -548,6 +564,14 @@ impl ApiClient {
             api,
             base,
             token,
+        }
+    }
+
+    /// The same API and token, every attempt paced by `pacer`.
+    pub fn paced(&self, pacer: Arc<Pacer>) -> Self {
+        Self {
+            http: self.http.paced(pacer),
+            ..self.clone()
         }
     }
 

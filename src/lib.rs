@@ -8,6 +8,7 @@
 //! - [`naming`]: managed token names, which tokens are older, which to revoke
 //! - [`seal`]: libsodium `crypto_box_seal`
 //! - [`http`]: the one HTTP client: headers, retries, rate limits, scrubbing
+//! - [`pace`]: GitHub's write limits: the pacer, how long a fan-out takes, its progress
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod github;
 pub mod http;
 pub mod naming;
+pub mod pace;
 pub mod report;
 pub mod rotate;
 pub mod seal;
