@@ -218,15 +218,18 @@ pub fn plan_line(writes: usize, pacer: &Pacer) -> String {
     let Some(l) = pacer.limits() else {
         return format!("{writes} secret write(s), not paced");
     };
+    let per = |d: Duration| match d.as_secs() {
+        60 if d.subsec_nanos() == 0 => "a minute".to_string(),
+        3600 if d.subsec_nanos() == 0 => "an hour".to_string(),
+        _ => format!("per {}", humantime::format_duration(d)),
+    };
     let limits = format!(
-        "GitHub allows {} a {} and {} an {}",
+        "GitHub allows {} writes {} and {} {}",
         l.short.limit,
-        humantime::format_duration(l.short.length),
+        per(l.short.length),
         l.long.limit,
-        humantime::format_duration(l.long.length),
-    )
-    .replace("a 1m", "a minute")
-    .replace("an 1h", "an hour");
+        per(l.long.length),
+    );
     let t = l.earliest(writes);
     if t.is_zero() {
         format!("{writes} secret write(s), within the limits ({limits}): no waiting")
@@ -394,7 +397,7 @@ mod tests {
         let p = Pacer::new(Limits::default());
         assert_eq!(
             plan_line(200, &p),
-            "200 secret write(s), paced to GitHub's limits (GitHub allows 80 a minute and 500 an hour): about 2m 2s"
+            "200 secret write(s), paced to GitHub's limits (GitHub allows 80 writes a minute and 500 an hour): about 2m 2s"
         );
         assert!(
             plan_line(80, &p).ends_with("no waiting"),
