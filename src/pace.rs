@@ -234,12 +234,20 @@ pub fn plan_line(writes: usize, pacer: &Pacer) -> String {
     if t.is_zero() {
         format!("{writes} secret write(s), within the limits ({limits}): no waiting")
     } else {
+        let too_long = if t > JOB_LIMIT {
+            ", longer than the 6 h a GitHub-hosted job may run: split the targets over several jobs"
+        } else {
+            ""
+        };
         format!(
-            "{writes} secret write(s), paced to GitHub's limits ({limits}): {}",
+            "{writes} secret write(s), paced to GitHub's limits ({limits}): {}{too_long}",
             about(t)
         )
     }
 }
+
+/// How long a job on a GitHub-hosted runner may run.
+const JOB_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
 /// One progress line of a long fan-out.
 pub fn progress_line(written: usize, total: usize, left: Duration) -> String {
@@ -404,6 +412,8 @@ mod tests {
             "{}",
             plan_line(80, &p)
         );
+        assert!(plan_line(3000, &p).ends_with("about 5h 6m 11s"));
+        assert!(plan_line(3001, &p).ends_with("split the targets over several jobs"));
         assert_eq!(
             progress_line(80, 200, Duration::from_secs(61)),
             "Progress: written 80 / remaining 120 / about 1m 1s left"
