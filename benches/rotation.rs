@@ -12,7 +12,14 @@
 //! - `BENCH_RUNS` (default 7, at least 5): runs per configuration;
 //! - `BENCH_VERSION_RUNS` (default 50): `--version` start-ups timed;
 //! - `BENCH_LATENCY_MS` (default 50): latency injected before every response;
-//! - `BENCH_TARGETS` (default `1,10,20,100`): repository target counts (max-concurrency 4);
+//! - `BENCH_TARGETS` (default `1,10,20,100`): repository target counts (max-concurrency 4),
+//!   run as shipped (paced to 80 writes a minute, which up to 80 targets never wait for);
+//!   counts above 80 run with pacing off, to time the writes' critical path alone;
+//! - `BENCH_PACED` (default `200`): target counts run as shipped against a sandbox that
+//!   enforces GitHub's limits (80 writes a minute, 500 an hour): real time, 2 minutes for 200;
+//!   one run each, no warm-up (`BENCH_PACED_RUNS`); empty to skip;
+//! - `BENCH_RSS_TARGETS` (default `1000`): target counts run once with the pacer's windows
+//!   scaled down (`80/100ms,500/1s`) so its memory is full and the run takes seconds: peak RSS;
 //! - `BENCH_MIN_AGE_TARGETS` (default `1,20`): the same with `min-age` set (a due rotation:
 //!   preflight also reads every target's secret metadata, alongside the key reads);
 //! - `SEQERA_BENCH_BIN`: measure another build of the binary (profile comparisons);
@@ -32,6 +39,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use seqera_sandbox::{Api, RequestRecord, Sandbox, SecretScope};
+use seqera_token_rotate::pace::Limits;
 
 const GH_TOKEN: &str = "ghs_bench_installation_token_0123456789";
 const TOKEN_NAME: &str = "bench";
@@ -39,6 +47,61 @@ const PREVIOUS: &str = "bench-20240101-000000";
 const SECRET: &str = "TOWER_ACCESS_TOKEN";
 const OWNER: &str = "octo";
 const CONCURRENCY: usize = 4;
+/// Public keys read at once (`KEY_READ_CONCURRENCY` in `src/rotate.rs`).
+const KEY_CONCURRENCY: usize = 8;
+/// GitHub's write limits, as the sandbox enforces them for `Pacing::Enforced`.
+const GITHUB_LIMITS: [(usize, Duration); 2] = [
+    (80, Duration::from_secs(60)),
+    (500, Duration::from_secs(3600)),
+];
+/// The pacer's windows for `Pacing::Scaled` (`SEQERA_TOKEN_ROTATE_TEST_PACE`).
+const SCALED: &str = "80/100ms,500/1s,+20ms";
+
+/// How a case's writes are paced, and what the sandbox enforces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    /// As shipped (80 a minute, 500 an hour), sandbox without limits.
+    Shipped,
+    /// `SEQERA_TOKEN_ROTATE_TEST_PACE=off`: the writes' critical path alone.
+    Off,
+    /// As shipped, against a sandbox enforcing GitHub's limits.
+    Enforced,
+    /// The pacer's windows scaled down (`SCALED`), sandbox without limits.
+    Scaled,
+}
+
+impl Pacing {
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Pacing::Shipped | Pacing::Enforced => None,
+            Pacing::Off => Some("off"),
+            Pacing::Scaled => Some(SCALED),
+        }
+    }
+
+    /// The earliest the last of `n` writes may be sent after the first, under the limits
+    /// themselves (no guard): what GitHub allows.
+    fn earliest(self, n: usize) -> Duration {
+        match self {
+            Pacing::Off => Duration::ZERO,
+            Pacing::Shipped | Pacing::Enforced => Limits::default().unguarded().earliest(n),
+            Pacing::Scaled => Limits::parse_test(SCALED)
+                .flatten()
+                .expect("valid scaled limits")
+                .unguarded()
+                .earliest(n),
+        }
+    }
+
+    fn note(self) -> &'static str {
+        match self {
+            Pacing::Shipped => "",
+            Pacing::Off => " (pacing off)",
+            Pacing::Enforced => " (GitHub's limits enforced)",
+            Pacing::Scaled => " (scaled pacing)",
+        }
+    }
+}
 /// Seqera: user-info, list, create, verify (user-info with the new token), delete.
 const SEQERA_MIN: usize = 5;
 
@@ -167,6 +230,8 @@ struct RunResult {
     github: usize,
     key_gets: usize,
     distinct_keys: usize,
+    /// Writes the sandbox answered with a secondary rate limit.
+    limited: u64,
     puts: usize,
     distinct_puts: usize,
     meta_gets: usize,
@@ -249,6 +314,7 @@ fn one_rotation(
     targets: usize,
     concurrency: usize,
     lat: Duration,
+    pacing: Pacing,
     min_age: bool,
 ) -> RunResult {
     let sb = Sandbox::start().expect("sandbox starts");
@@ -275,6 +341,9 @@ fn one_rotation(
         lines.push_str(&format!("repo:{OWNER}/{repo}\n"));
     }
     sb.set_latency(lat);
+    if pacing == Pacing::Enforced {
+        sb.set_write_limits(&GITHUB_LIMITS);
+    }
     sb.clear_requests();
 
     let mut cmd = match std::env::var("BENCH_WRAPPER")
@@ -299,6 +368,9 @@ fn one_rotation(
         .env("INPUT_MAX-CONCURRENCY", concurrency.to_string());
     if min_age {
         cmd.env("INPUT_MIN-AGE", "7d");
+    }
+    if let Some(pace) = pacing.env() {
+        cmd.env("SEQERA_TOKEN_ROTATE_TEST_PACE", pace);
     }
     let exit = spawn_and_wait(&mut cmd, true);
     assert_eq!(
@@ -359,6 +431,7 @@ fn one_rotation(
         github,
         key_gets: keys.len(),
         distinct_keys: keys.iter().collect::<HashSet<_>>().len(),
+        limited: sb.limited_answers(),
         puts: puts.len(),
         distinct_puts: puts.iter().collect::<HashSet<_>>().len(),
         timeline,
@@ -395,6 +468,7 @@ fn pass(ok: bool) -> &'static str {
 
 struct Case {
     targets: usize,
+    pacing: Pacing,
     min_age: bool,
     concurrency: usize,
     round_trips: usize,
@@ -417,8 +491,9 @@ impl Case {
     }
     fn label(&self) -> String {
         format!(
-            "{}{}",
+            "{}{}{}",
             self.targets,
+            self.pacing.note(),
             if self.min_age { " (min-age)" } else { "" }
         )
     }
@@ -452,23 +527,32 @@ fn run_case(
     bin: &Path,
     targets: usize,
     concurrency: usize,
-    runs: usize,
+    (runs, warm_up): (usize, bool),
     lat: Duration,
+    pacing: Pacing,
     min_age: bool,
 ) -> Case {
     let keys = targets; // distinct key owners: one per repository
-    let round_trips = keys.div_ceil(concurrency).max(1) + 1 + 1 + targets.div_ceil(concurrency) + 1;
-    let bound = lat * round_trips as u32;
-    // One unmeasured warm-up run (page cache, first sandbox).
-    let _ = one_rotation(bin, targets, concurrency, lat, min_age);
+    let others = keys.div_ceil(KEY_CONCURRENCY).max(1) + 1 + 1 + 1;
+    let write_waves = targets.div_ceil(concurrency);
+    let round_trips = others + write_waves;
+    // The writes take at least their waves, and at least the pacing: the last write cannot
+    // leave before the limits allow it, then takes one latency.
+    let writes = (lat * write_waves as u32).max(pacing.earliest(targets) + lat);
+    let bound = lat * others as u32 + writes;
+    if warm_up {
+        // One unmeasured warm-up run (page cache, first sandbox).
+        let _ = one_rotation(bin, targets, concurrency, lat, pacing, min_age);
+    }
     let results: Vec<RunResult> = (0..runs)
-        .map(|_| one_rotation(bin, targets, concurrency, lat, min_age))
+        .map(|_| one_rotation(bin, targets, concurrency, lat, pacing, min_age))
         .collect();
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by_key(|&i| results[i].wall);
     let median_run = order[order.len() / 2];
     Case {
         targets,
+        pacing,
         min_age,
         concurrency,
         round_trips,
@@ -550,18 +634,19 @@ fn main() {
     let runs = env_num("BENCH_RUNS", 7).max(5);
     let version_runs = env_num("BENCH_VERSION_RUNS", 50).max(5);
     let lat = Duration::from_millis(env_num("BENCH_LATENCY_MS", 50) as u64);
-    let target_counts: Vec<usize> = std::env::var("BENCH_TARGETS")
-        .unwrap_or_else(|_| "1,10,20,100".into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .filter(|&n| n > 0)
-        .collect();
-    let min_age_counts: Vec<usize> = std::env::var("BENCH_MIN_AGE_TARGETS")
-        .unwrap_or_else(|_| "1,20".into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .filter(|&n| n > 0)
-        .collect();
+    let counts = |var: &str, default: &str| -> Vec<usize> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .filter(|&n| n > 0)
+            .collect()
+    };
+    let target_counts = counts("BENCH_TARGETS", "1,10,20,100");
+    let paced_counts = counts("BENCH_PACED", "200");
+    let paced_runs = env_num("BENCH_PACED_RUNS", 1).max(1);
+    let rss_counts = counts("BENCH_RSS_TARGETS", "1000");
+    let min_age_counts = counts("BENCH_MIN_AGE_TARGETS", "1,20");
 
     println!("## Rotation benchmark\n");
     println!("- binary: `{}`", bin.display());
@@ -575,8 +660,10 @@ fn main() {
     let prio = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     println!("- nice value of the bench and the binary: {prio}");
     println!(
-        "- bound = latency × round trips, round trips = ⌈keys/c⌉ (preflight; Seqera reads alongside) \
-         + 1 create + 1 verify + ⌈targets/c⌉ writes + 1 revoke"
+        "- bound = latency × round trips, round trips = ⌈keys/{KEY_CONCURRENCY}⌉ (preflight: public keys \
+         {KEY_CONCURRENCY} at once, Seqera reads alongside) + 1 create + 1 verify + ⌈targets/c⌉ writes \
+         + 1 revoke; where pacing binds, the writes take at least the earliest time GitHub's \
+         limits allow for the last write (bursts allowed, no guard) + 1 latency"
     );
     println!(
         "- peak RSS: the binary's own `VmHWM` (`/proc/PID/status`), read at its exit stop \
@@ -585,12 +672,46 @@ fn main() {
          across `exec`, so it is at least the bench process's own RSS\n"
     );
 
-    let cases: Vec<Case> = target_counts
+    let mut cases: Vec<Case> = target_counts
         .iter()
-        .map(|&n| (n, false))
-        .chain(min_age_counts.iter().map(|&n| (n, true)))
-        .map(|(n, m)| run_case(&bin, n, CONCURRENCY, runs, lat, m))
+        .map(|&n| {
+            let pacing = if n > 80 { Pacing::Off } else { Pacing::Shipped };
+            run_case(&bin, n, CONCURRENCY, (runs, true), lat, pacing, false)
+        })
+        .chain(min_age_counts.iter().map(|&n| {
+            run_case(
+                &bin,
+                n,
+                CONCURRENCY,
+                (runs, true),
+                lat,
+                Pacing::Shipped,
+                true,
+            )
+        }))
         .collect();
+    for &n in &paced_counts {
+        cases.push(run_case(
+            &bin,
+            n,
+            CONCURRENCY,
+            (paced_runs, false),
+            lat,
+            Pacing::Enforced,
+            false,
+        ));
+    }
+    for &n in &rss_counts {
+        cases.push(run_case(
+            &bin,
+            n,
+            CONCURRENCY,
+            (1, false),
+            lat,
+            Pacing::Scaled,
+            false,
+        ));
+    }
 
     println!("| targets | c | round trips | bound ms | wall ms (median) | min–max ms | wall/bound | Seqera req (min) | GitHub req (min) | peak RSS MB (VmHWM) | ru_maxrss MB (inflated) | CPU ms (user+sys, median) |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -738,7 +859,10 @@ fn main() {
             pass(c.exact_requests())
         );
     }
-    if let Some(c) = cases.iter().find(|c| c.targets == 100 && !c.min_age) {
+    if let Some(c) = cases
+        .iter()
+        .find(|c| c.targets == 100 && c.pacing == Pacing::Off && !c.min_age)
+    {
         let rss = mb(c.max_rss_kib());
         println!(
             "| 100 targets: peak RSS ≤ 15 MB (max over runs) | {rss:.2} MB | {} |",
@@ -771,6 +895,27 @@ fn main() {
                 pass(ok)
             );
         }
+    }
+    for c in cases.iter().filter(|c| c.pacing == Pacing::Enforced) {
+        let earliest = Pacing::Enforced.earliest(c.targets);
+        let limited: u64 = c.runs.iter().map(|r| r.limited).sum();
+        let ratio = c.wall().as_secs_f64() / earliest.as_secs_f64();
+        println!(
+            "| {} targets, GitHub's limits enforced (80 writes / 60 s, 500 / h): wall ≤ 1.05 × the earliest possible ({} s), no limited answer | {:.1} s = {ratio:.3} × {} s; {limited} limited answers | {} |",
+            c.targets,
+            earliest.as_secs(),
+            c.wall().as_secs_f64(),
+            earliest.as_secs(),
+            pass(ratio <= 1.05 && limited == 0 && !earliest.is_zero())
+        );
+    }
+    for c in cases.iter().filter(|c| c.pacing == Pacing::Scaled) {
+        let rss = mb(c.max_rss_kib());
+        println!(
+            "| {} targets (pacer full: scaled windows {SCALED}): peak RSS ≤ 15 MB | {rss:.2} MB | {} |",
+            c.targets,
+            pass(rss <= 15.0)
+        );
     }
     println!(
         "| `--version` median ≤ 3 ms | {:.2} ms | {} |",

@@ -12,6 +12,7 @@ use crate::github::{GithubClient, Written};
 use crate::http::{Http, Policy};
 use crate::lifecycle;
 use crate::naming;
+use crate::pace::{Limits, Pacer};
 use crate::report::Report;
 use crate::rotate::{rotate, Clients, Outcome};
 use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
@@ -106,6 +107,18 @@ pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Resul
     })
 }
 
+/// The GitHub client, paced to GitHub's write limits; for the test suite only, to other
+/// limits (`SEQERA_TOKEN_ROTATE_TEST_PACE`, see `pace::Limits::parse_test`), so a fan-out
+/// past the limits runs in seconds.
+fn github_client(http: Http, s: &Settings, env: Env<'_>) -> GithubClient {
+    let client = GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone());
+    match env("SEQERA_TOKEN_ROTATE_TEST_PACE").and_then(|v| Limits::parse_test(&v)) {
+        Some(Some(limits)) => client.with_pacer(Pacer::new(limits)),
+        Some(None) => client.with_pacer(Pacer::unlimited()),
+        None => client,
+    }
+}
+
 /// What `rotate` and `status` start from: checked settings (exit 2 if not), both tokens
 /// masked, and both clients.
 pub(crate) fn settings_and_clients(
@@ -124,7 +137,7 @@ pub(crate) fn settings_and_clients(
             s.seqera.api_url.clone(),
             s.seqera.access_token.clone(),
         ),
-        github: GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone()),
+        github: github_client(http, &s, env),
     };
     Ok((s, clients))
 }

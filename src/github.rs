@@ -2,6 +2,8 @@
 //! (SPEC §1), typed from `contracts/github-secrets.openapi.json`. Knows HTTP and this API,
 //! nothing of the protocol.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -10,6 +12,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::http::{Api, ApiClient, Http, HttpError, Response, Retry};
+use crate::pace::{Limits, Pacer};
 use crate::seal::{KeyError, PublicKey};
 use crate::target::Scope;
 
@@ -97,14 +100,45 @@ struct RepoResponse {
 /// never ends (a broken or hostile server) stops here.
 pub const MAX_PAGES: usize = 100;
 
-/// A GitHub REST client authenticated with one token.
+/// A GitHub REST client authenticated with one token. Its clones share one [`Pacer`]: every
+/// write attempt of a run, retries included, waits for a slot in GitHub's write limits.
 #[derive(Clone)]
-pub struct GithubClient(ApiClient);
+pub struct GithubClient(ApiClient, Writes);
+
+/// The same API through a paced HTTP client, for content-creating requests.
+#[derive(Clone)]
+struct Writes {
+    client: ApiClient,
+    pacer: Arc<Pacer>,
+}
+
+impl Writes {
+    fn new(reads: &ApiClient, pacer: Pacer) -> Self {
+        let pacer = Arc::new(pacer);
+        Self {
+            client: reads.paced(pacer.clone()),
+            pacer,
+        }
+    }
+}
 
 impl GithubClient {
-    /// A client for `base` (used exactly as given) with `token`.
+    /// A client for `base` (used exactly as given) with `token`, paced to GitHub's limits.
     pub fn new(http: Http, base: Url, token: SecretString) -> Self {
-        Self(ApiClient::new(http, Api::Github, base, token))
+        let reads = ApiClient::new(http, Api::Github, base, token);
+        let writes = Writes::new(&reads, Pacer::new(Limits::default()));
+        Self(reads, writes)
+    }
+
+    /// The same client with another pacer (test-scaled limits, or none).
+    pub fn with_pacer(self, pacer: Pacer) -> Self {
+        let writes = Writes::new(&self.0, pacer);
+        Self(self.0, writes)
+    }
+
+    /// The pacer of this client's writes.
+    pub fn pacer(&self) -> &Pacer {
+        &self.1.pacer
     }
 
     async fn call(
@@ -114,7 +148,12 @@ impl GithubClient {
         body: Option<&serde_json::Value>,
         scope: Option<&Scope>,
     ) -> Result<Response, GithubError> {
-        self.0
+        let client = if method == Method::GET {
+            &self.0
+        } else {
+            &self.1.client
+        };
+        client
             .send(method, url, body, Retry::Idempotent)
             .await
             .map_err(|e| refused(e, scope))

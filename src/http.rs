@@ -16,6 +16,7 @@ use thiserror::Error;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::pace::Pacer;
 use crate::text::printable;
 
 /// The longest answer body read (far above any real answer of these APIs: a page of 100
@@ -168,6 +169,8 @@ pub struct Http {
     waited: Arc<Mutex<Duration>>,
     /// The latest `Date` of each server (Seqera, GitHub).
     dates: Arc<Mutex<(Option<SystemTime>, Option<SystemTime>)>>,
+    /// Paces every attempt (retries too) outside the waiting budget: GitHub secret writes.
+    pacer: Option<Arc<Pacer>>,
     /// Values never to show.
     pub scrubber: Scrubber,
 }
@@ -193,8 +196,17 @@ impl Http {
             policy,
             waited: Arc::default(),
             dates: Arc::default(),
+            pacer: None,
             scrubber,
         })
+    }
+
+    /// The same client (and waiting budget) with every attempt paced by `pacer`.
+    pub fn paced(&self, pacer: Arc<Pacer>) -> Self {
+        Self {
+            pacer: Some(pacer),
+            ..self.clone()
+        }
     }
 
     /// Sends a request with the retry policy; returns a response with a 2xx status, or the
@@ -211,6 +223,9 @@ impl Http {
         let mut attempt = 0u32;
         let mut unanswered = false;
         loop {
+            if let Some(p) = &self.pacer {
+                p.acquire().await;
+            }
             let result = self
                 .once(api, method.clone(), url.clone(), bearer, body)
                 .await
@@ -601,6 +616,14 @@ impl ApiClient {
             api,
             base,
             token,
+        }
+    }
+
+    /// The same API and token, every attempt paced by `pacer`.
+    pub fn paced(&self, pacer: Arc<Pacer>) -> Self {
+        Self {
+            http: self.http.paced(pacer),
+            ..self.clone()
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`lifecycle`]: grace periods (retiring tokens) and drift (targets not holding the newest token)
 //! - [`seal`]: libsodium `crypto_box_seal`
 //! - [`http`]: the one HTTP client: headers, retries, rate limits, scrubbing
+//! - [`pace`]: GitHub's write limits: the pacer, how long a fan-out takes, its progress
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
@@ -28,6 +29,7 @@ pub mod github;
 pub mod http;
 pub mod lifecycle;
 pub mod naming;
+pub mod pace;
 pub mod report;
 pub mod rotate;
 pub mod seal;

@@ -3,6 +3,7 @@
 //! clients and to `report`; never builds a URL or a header.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -13,6 +14,7 @@ use time::OffsetDateTime;
 use crate::github::{GithubClient, GithubError, OrgWrite, SecretMeta, Written};
 use crate::lifecycle::{self, Policy, Retirement, Superseded, TargetState};
 use crate::naming;
+use crate::pace;
 use crate::report::Report;
 use crate::seal::{seal, PublicKey};
 use crate::seqera::{token_id_of, NewToken, SeqeraClient, SeqeraError, TokenInfo, User};
@@ -23,6 +25,8 @@ use crate::target::{Scope, Target};
 const REVOKE_CONCURRENCY: usize = 4;
 /// Revocation starts at least this far apart: at most 20 per second.
 const REVOKE_SPACING: Duration = Duration::from_millis(50);
+/// Public keys read at once: reads, so not bound by `max-concurrency` (which is for writes).
+const KEY_READ_CONCURRENCY: usize = 8;
 
 /// The two clients a rotation uses.
 pub struct Clients {
@@ -178,7 +182,7 @@ pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option
         return (o, None);
     }
     if s.seqera.dry_run {
-        print_plan(s, &plan, out);
+        print_plan(s, c, &plan, out);
         o.skipped = Some("dry run: nothing was changed".into());
         return (o, None);
     }
@@ -309,7 +313,7 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
                     )
                 })
         })
-        .buffer_unordered(s.max_concurrency)
+        .buffer_unordered(KEY_READ_CONCURRENCY)
         .collect::<Vec<_>>();
     let org = org_access(s, &c.github);
     // Beside the key reads, not after them: no extra round trip on the critical path.
@@ -595,7 +599,7 @@ fn human(d: time::Duration) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-fn print_plan(s: &Settings, plan: &Plan, out: &Report) {
+fn print_plan(s: &Settings, c: &Clients, plan: &Plan, out: &Report) {
     let (name, _) = naming::free_name(&s.seqera.token_name, OffsetDateTime::now_utc(), &plan.names);
     out.step("Dry run: nothing will be changed. The plan:");
     out.step(&format!("  create Seqera token `{name}`"));
@@ -604,6 +608,13 @@ fn print_plan(s: &Settings, plan: &Plan, out: &Report) {
             "  write secret `{}` to {}",
             t.secret_name, t.label
         ));
+    }
+    out.step(&format!(
+        "  {}",
+        pace::plan_line(s.targets.len(), c.github.pacer())
+    ));
+    for hint in pace::org_hints(&s.targets) {
+        out.step(&format!("  note: {hint}"));
     }
     // The new token's id is not known yet; every managed token is older than it.
     let now = OffsetDateTime::now_utc();
@@ -817,10 +828,18 @@ async fn store(
     new: &NewToken,
     out: &Report,
 ) -> Vec<TargetResult> {
+    let pacer = c.github.pacer();
+    out.step(&pace::plan_line(s.targets.len(), pacer));
+    for hint in pace::org_hints(&s.targets) {
+        out.step(&format!("Note: {hint}"));
+    }
+    let (started, written) = (&AtomicUsize::new(0), &AtomicUsize::new(0));
     // Unordered, so a slow write never holds a slot; results go back to input order.
-    let mut results: Vec<(usize, TargetResult)> = stream::iter(s.targets.iter().enumerate())
+    let writes = stream::iter(s.targets.iter().enumerate())
         .map(|(i, t)| async move {
+            started.fetch_add(1, Ordering::Relaxed);
             let result = write_one(c, t, plan.keys[&t.scope].clone(), plan.org.get(&i), new).await;
+            written.fetch_add(1, Ordering::Relaxed);
             match &result {
                 Ok(w) => out.step(&format!(
                     "{} {}",
@@ -846,8 +865,17 @@ async fn store(
             (i, result)
         })
         .buffer_unordered(s.max_concurrency)
-        .collect()
-        .await;
+        .collect::<Vec<(usize, TargetResult)>>();
+    let mut results = pace::with_ticks(writes, pace::progress_interval(pacer), || {
+        let total = s.targets.len();
+        let left = pacer.time_for(total - started.load(Ordering::Relaxed));
+        out.step(&pace::progress_line(
+            written.load(Ordering::Relaxed),
+            total,
+            left,
+        ));
+    })
+    .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
 }

@@ -168,14 +168,7 @@ impl FaultAction {
         FaultAction::Status {
             status: 403,
             headers: Vec::new(),
-            body: serde_json::json!({
-                "message": "You have exceeded a secondary rate limit. Please wait a few minutes \
-                            before you try again. If you reach out to GitHub Support for help, \
-                            please include the request ID 0000:0000:000000:000000:00000000.",
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-                "status": "403"
-            })
-            .to_string(),
+            body: secondary_rate_limit_body(),
         }
     }
 
@@ -239,6 +232,19 @@ impl FaultAction {
             _ => {}
         }
     }
+}
+
+/// The body of GitHub's secondary-rate-limit 403 (also sent by the write limits of
+/// [`crate::Sandbox::set_write_limits`]).
+pub(crate) fn secondary_rate_limit_body() -> String {
+    serde_json::json!({
+        "message": "You have exceeded a secondary rate limit. Please wait a few minutes \
+                    before you try again. If you reach out to GitHub Support for help, \
+                    please include the request ID 0000:0000:000000:000000:00000000.",
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+        "status": "403"
+    })
+    .to_string()
 }
 
 /// A fault: which requests, and what to do to them.

@@ -9,7 +9,8 @@
 //! secret names are stored upper-case, as on GitHub. Unknown routes and
 //! unsupported methods get 404, as on GitHub.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -18,6 +19,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::faults::secondary_rate_limit_body;
 use crate::http::{empty, json, text, with_default_header, with_header, Req, Resp};
 use crate::keys::KeyPair;
 use crate::{clock, lock, GithubPublicKey, SecretScope, Shared, StoredSecret, SEGMENT};
@@ -102,6 +104,13 @@ pub(crate) struct State {
     /// the wrong kind never happens to match.
     next_id: u64,
     request_seq: u64,
+    /// GitHub's secondary limits on content-creating requests: (at most, in any window).
+    write_limits: Vec<(usize, Duration)>,
+    /// When the writes that the limits let through arrived, oldest first; only as many as
+    /// the largest limit are kept.
+    writes_at: VecDeque<Instant>,
+    /// Writes answered with a secondary rate limit instead of being performed.
+    limited: u64,
 }
 
 impl State {
@@ -118,6 +127,9 @@ impl State {
             secrets: HashMap::new(),
             next_id: 100_001,
             request_seq: 0,
+            write_limits: Vec::new(),
+            writes_at: VecDeque::new(),
+            limited: 0,
         }
     }
 
@@ -386,6 +398,9 @@ impl State {
             Ok(can_write) => can_write,
             Err(resp) => return *resp,
         };
+        if let Err(resp) = self.count_write(req) {
+            return *resp;
+        }
         let Some(route) = segments(&req.path).as_deref().and_then(route) else {
             return not_found();
         };
@@ -433,6 +448,58 @@ impl State {
             }
             _ => not_found(),
         }
+    }
+
+    pub(crate) fn set_write_limits(&mut self, limits: &[(usize, Duration)]) {
+        self.write_limits = limits.to_vec();
+        self.writes_at.clear();
+    }
+
+    pub(crate) fn limited_answers(&self) -> u64 {
+        self.limited
+    }
+
+    /// GitHub's secondary rate limit on content-creating requests (`POST`, `PATCH`, `PUT`,
+    /// `DELETE`): one that would make any window hold more than its limit is answered 403
+    /// "secondary rate limit" with `retry-after` (whole seconds until it would fit) and is
+    /// not performed, nor counted.
+    fn count_write(&mut self, req: &Req) -> Result<(), Box<Resp>> {
+        let content_creating = [Method::POST, Method::PATCH, Method::PUT, Method::DELETE];
+        if self.write_limits.is_empty() || !content_creating.contains(&req.method) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        for &(limit, window) in &self.write_limits {
+            let in_window: Vec<&Instant> = self
+                .writes_at
+                .iter()
+                .filter(|&&at| now.duration_since(at) < window)
+                .collect();
+            if in_window.len() >= limit {
+                let oldest = *in_window[in_window.len() - limit];
+                wait = wait.max(window - now.duration_since(oldest));
+            }
+        }
+        if !wait.is_zero() {
+            self.limited += 1;
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let resp = json(
+                403,
+                &serde_json::from_str::<Value>(&secondary_rate_limit_body()).unwrap_or_default(),
+            );
+            return Err(Box::new(with_header(
+                resp,
+                "retry-after",
+                &secs.to_string(),
+            )));
+        }
+        self.writes_at.push_back(now);
+        let keep = self.write_limits.iter().map(|l| l.0).max().unwrap_or(0);
+        while self.writes_at.len() > keep {
+            self.writes_at.pop_front();
+        }
+        Ok(())
     }
 
     /// Runs a write after the checks GitHub makes first: the scope exists (404),

@@ -38,6 +38,10 @@
 //!   already ([`Sandbox::add_user`]).
 //! - [`Sandbox::backdate_secret`]: a secret written long before the run.
 //!
+//! GitHub's secondary rate limits on writes (80 a minute, 500 an hour) are off unless
+//! [`Sandbox::set_write_limits`] sets them; then a write past a limit gets GitHub's
+//! secondary-rate-limit 403 with `retry-after`, and [`Sandbox::limited_answers`] counts it.
+//!
 //! Secret values are decrypted with the fake's own X25519 secret keys (never with
 //! anything the client provides), so a test can check what a secret really holds
 //! with [`Sandbox::secret`].
@@ -686,6 +690,20 @@ impl Sandbox {
     /// Removes all fault rules.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+    }
+
+    /// Makes the fake GitHub enforce secondary rate limits on content-creating requests
+    /// (`POST`, `PATCH`, `PUT`, `DELETE`): each `(limit, window)` allows at most `limit` of
+    /// them in any sliding `window` (GitHub documents 80 a minute and 500 an hour). One past
+    /// a limit is answered with GitHub's secondary-rate-limit 403 and a `retry-after`, and is
+    /// not performed; [`Sandbox::limited_answers`] counts them. An empty list lifts the limits.
+    pub fn set_write_limits(&self, limits: &[(usize, Duration)]) {
+        lock(&self.shared.github).set_write_limits(limits);
+    }
+
+    /// How many writes the limits of [`Sandbox::set_write_limits`] refused so far.
+    pub fn limited_answers(&self) -> u64 {
+        lock(&self.shared.github).limited_answers()
     }
 
     /// Latency added before every response of both APIs (for benchmarks).

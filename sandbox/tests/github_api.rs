@@ -750,3 +750,52 @@ async fn concurrent_writes_all_land() {
     assert_eq!(stored["S63"].plaintext, "v63");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn write_limits_answer_a_secondary_rate_limit_and_do_not_perform() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    let c = client();
+    let path = "/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN";
+    let window = std::time::Duration::from_millis(400);
+    sb.set_write_limits(&[(2, window), (3, std::time::Duration::from_secs(60))]);
+    let put = |v: &'static str| {
+        gh(&c, &sb, Method::PUT, path, WRITER)
+            .json(&sealed_body(&sb, &scope, v))
+            .send()
+    };
+    assert_eq!(put("1").await.unwrap().status(), 201);
+    assert_eq!(put("2").await.unwrap().status(), 204);
+    // Reads are not content-creating: never limited.
+    let key = gh(
+        &c,
+        &sb,
+        Method::GET,
+        "/repos/octo/app/actions/secrets/public-key",
+        READER,
+    );
+    assert_eq!(key.send().await.unwrap().status(), 200);
+    let limited = put("3").await.unwrap();
+    assert_eq!(limited.status(), 403);
+    assert_eq!(header(&limited, "retry-after"), Some("1"));
+    assert!(body_json(limited).await["message"]
+        .as_str()
+        .unwrap()
+        .contains("secondary rate limit"));
+    assert_eq!(
+        sb.secret(&scope, "TOWER_ACCESS_TOKEN").unwrap().plaintext,
+        "2"
+    );
+    assert_eq!(sb.limited_answers(), 1);
+    // The short window slides on; the hour's third write is the last.
+    tokio::time::sleep(window).await;
+    assert_eq!(put("4").await.unwrap().status(), 204);
+    tokio::time::sleep(window).await;
+    let limited = put("5").await.unwrap();
+    assert_eq!(limited.status(), 403);
+    assert_eq!(header(&limited, "retry-after"), Some("60"));
+    assert_eq!(sb.limited_answers(), 2);
+    assert_eq!(sb.secret(&scope, "TOWER_ACCESS_TOKEN").unwrap().writes, 3);
+    sb.set_write_limits(&[]);
+    assert_eq!(put("6").await.unwrap().status(), 204);
+}
