@@ -363,7 +363,7 @@ async fn run_list(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8
     };
     let managed = naming::managed(&s.token_name, &tokens);
     if sub.get_flag("json") {
-        out.data(&crate::status::list_json(&s.token_name, &managed).to_string());
+        out.json(&crate::status::list_json(&s.token_name, &managed));
     } else {
         let now = OffsetDateTime::now_utc();
         let retiring = managed

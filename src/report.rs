@@ -194,6 +194,17 @@ impl Report {
         self.write(&self.stdout, &self.line(line));
     }
 
+    /// A JSON document (`--json`) on stdout, whole: serde escapes every control character, so
+    /// it is one line; it is scrubbed, and `##[` (the runner's older command syntax, seen
+    /// anywhere in a line) is written `##\u005b`, which decodes to the same text. Never cut.
+    pub fn json(&self, doc: &serde_json::Value) {
+        let text = self
+            .scrubber
+            .scrub(&doc.to_string())
+            .replace("##[", "##\\u005b");
+        self.write(&self.stdout, &text);
+    }
+
     /// A document the tool wrote itself from its own tables (completions, the man page): on
     /// stdout as it is, lines, tabs and all; only scrubbed. Never for outside text.
     pub fn document(&self, text: &str) {
@@ -343,6 +354,30 @@ mod tests {
         r.step("abcdefgh ::warning::tail-of-value");
         let after = super::tests::text(&out);
         assert!(after.ends_with("*** ***\n"), "{after}");
+    }
+
+    #[test]
+    fn json_documents_stay_whole_valid_and_inert() {
+        let (r, out, _) = capture(true);
+        r.mask(&SecretString::from("tok-0123456789abcdef-xyz"));
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("ci-{i}\n::warning::x ##[add-mask]y tok-0123456789abcdef-xyz"))
+            .collect();
+        let doc = serde_json::json!({ "tokens": names });
+        r.json(&doc);
+        let text = text(&out);
+        let line = text.lines().nth(1).unwrap();
+        assert_eq!(text.lines().count(), 2, "one line after the mask");
+        assert!(line.len() > 4000, "not cut");
+        assert!(
+            !line.contains("##[") && !line.contains("tok-0123456789"),
+            "{line}"
+        );
+        let back: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            back["tokens"][7], "ci-7\n::warning::x ##[add-mask]y ***",
+            "same text, secret scrubbed"
+        );
     }
 
     #[test]

@@ -25,8 +25,10 @@ use crate::target::{Scope, Target};
 const REVOKE_CONCURRENCY: usize = 4;
 /// Revocation starts at least this far apart: at most 20 per second.
 const REVOKE_SPACING: Duration = Duration::from_millis(50);
-/// Public keys read at once: reads, so not bound by `max-concurrency` (which is for writes).
-const KEY_READ_CONCURRENCY: usize = 8;
+/// GitHub reads at once, per kind (public keys, secret metadata, repository ids): reads, so
+/// not bound by `max-concurrency` (which is for writes). Keys and metadata run side by side,
+/// so with `min-age` the metadata adds no wave to preflight.
+const READ_CONCURRENCY: usize = 8;
 
 /// The two clients a rotation uses.
 pub struct Clients {
@@ -293,12 +295,14 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         let tokens = tokens.map_err(|e| format!("Seqera token list: {}", seqera_hint(&e)))?;
         Ok::<_, String>((user, tokens))
     };
-    let mut scopes: Vec<&Scope> = Vec::new();
-    for t in &s.targets {
-        if !scopes.contains(&&t.scope) {
-            scopes.push(&t.scope);
-        }
-    }
+    // One key per key owner, in input order; a set, so 5,000 targets cost no quadratic scan.
+    let mut seen: HashSet<&Scope> = HashSet::new();
+    let scopes: Vec<&Scope> = s
+        .targets
+        .iter()
+        .map(|t| &t.scope)
+        .filter(|sc| seen.insert(sc))
+        .collect();
     let keys = stream::iter(scopes)
         .map(|scope| async move {
             c.github
@@ -313,7 +317,7 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
                     )
                 })
         })
-        .buffer_unordered(KEY_READ_CONCURRENCY)
+        .buffer_unordered(READ_CONCURRENCY)
         .collect::<Vec<_>>();
     let org = org_access(s, &c.github);
     // Beside the key reads, not after them: no extra round trip on the critical path.
@@ -360,7 +364,7 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
 }
 
 /// Every target's secret metadata, in input order (`Ok(None)`: no such secret), at most
-/// `max-concurrency` reads at once. Preflight's read, shared with `status`.
+/// [`READ_CONCURRENCY`] reads at once. Preflight's read, shared with `status`.
 pub async fn secrets_metadata(
     s: &Settings,
     gh: &GithubClient,
@@ -371,7 +375,7 @@ pub async fn secrets_metadata(
                 .await
                 .map_err(|e| format!("metadata of secret `{}` of {}: {e}", t.secret_name, t.label))
         })
-        .buffered(s.max_concurrency)
+        .buffered(READ_CONCURRENCY)
         .collect()
         .await
 }
@@ -415,7 +419,7 @@ async fn org_access(s: &Settings, gh: &GithubClient) -> Result<HashMap<usize, Or
                             .await
                             .map_err(|e| format!("selected repository `{org}/{name}`: {e}"))
                     })
-                    .buffered(s.max_concurrency)
+                    .buffered(READ_CONCURRENCY)
                     .collect::<Vec<_>>()
                     .await
                     .into_iter()
@@ -907,7 +911,7 @@ async fn resolve_unclear(
                     .map_err(|e| e.to_string());
                 (i, judge(meta, reference))
             })
-            .buffer_unordered(s.max_concurrency)
+            .buffer_unordered(READ_CONCURRENCY)
             .collect::<Vec<_>>()
     };
     let mut verdicts = read(unclear).await;

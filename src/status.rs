@@ -332,7 +332,7 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
 
 fn show(base: &TokenName, h: &Health, now: OffsetDateTime, as_json: bool, out: &Report) {
     if as_json {
-        out.data(&status_json(base, h).to_string());
+        out.json(&status_json(base, h));
         return;
     }
     for (i, t) in h.tokens.iter().enumerate() {
