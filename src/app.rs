@@ -34,7 +34,25 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Runs the command in `matches` and returns the exit code.
 pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let raw = Raw::gather(matches, env);
-    match matches.subcommand() {
+    // No command on the command line (as in the Action): the `command` setting names one,
+    // run with its own defaults.
+    let implied;
+    let chosen = match matches.subcommand() {
+        Some(c) => Some(c),
+        None => match raw.command() {
+            Ok(name) => match crate::settings::command()
+                .try_get_matches_from(["seqera-token-rotate", name])
+            {
+                Ok(m) => {
+                    implied = m;
+                    implied.subcommand()
+                }
+                Err(e) => return command_line_error(&e, out),
+            },
+            Err(e) => return usage_error(&e, out),
+        },
+    };
+    match chosen {
         None | Some(("rotate", _)) => run_rotate(&raw, env, out).await,
         Some(("list", sub)) => run_list(&raw, sub, env, out).await,
         Some(("status", sub)) => crate::status::run(&raw, sub, env, out).await,

@@ -75,7 +75,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Superseded managed tokens stay live until their successor is at least this old (e.g. 6h: runs queued or running before the rotation keep a working token); every run revokes those whose time has come" },
     SettingSpec { name: "max-age", env: &[], default: None, switch: false,
         help: "status: unhealthy when the newest managed token is older than this (the rotation has stopped), e.g. 8d" },
+    SettingSpec { name: "command", env: &[], default: Some("rotate"), switch: false,
+        help: "What to run when no command is named on the command line: rotate, status or list (lets the Action run the status check)" },
 ];
+
+/// The commands the `command` setting may name (the others take flags of their own).
+pub const SETTING_COMMANDS: &[&str] = &["rotate", "status", "list"];
 
 /// The environment variable the Actions runner sets for an input: upper-cased, hyphens kept.
 pub fn input_var(name: &str) -> String {
@@ -108,6 +113,7 @@ fn value_name(name: &str) -> &'static str {
         "min-age" | "timeout" | "grace-period" | "max-age" => "DURATION",
         "keep-previous" | "max-concurrency" => "N",
         "targets" => "LINES",
+        "command" => "COMMAND",
         "selected-repositories" => "NAMES",
         _ => "VALUE",
     }
@@ -233,6 +239,38 @@ impl Raw {
 
     fn get(&self, name: &str) -> Option<&(String, Origin)> {
         self.values.get(name)
+    }
+
+    /// The `command` setting, checked: which command to run when the command line names
+    /// none. Err is the problem to report (exit 2).
+    pub fn command(&self) -> Result<&'static str, SettingsError> {
+        let (v, origin) = self
+            .get("command")
+            .cloned()
+            .unwrap_or_else(|| ("rotate".into(), Origin::Default));
+        let problem = |message: String| {
+            SettingsError(vec![Problem {
+                setting: "command",
+                origin: Some(origin.clone()),
+                message,
+            }])
+        };
+        if v == NOT_UNICODE {
+            return Err(problem(
+                "the value is not valid UTF-8; check how it is passed".into(),
+            ));
+        }
+        let v = v.trim().to_ascii_lowercase();
+        SETTING_COMMANDS
+            .iter()
+            .find(|c| **c == v)
+            .copied()
+            .ok_or_else(|| {
+                problem(format!(
+                    "`{v}` is not one of {}",
+                    SETTING_COMMANDS.join(", ")
+                ))
+            })
     }
 
     /// Problems for every value that is not valid UTF-8, in table order.

@@ -239,3 +239,46 @@ fn list_marks_retiring_tokens() {
     assert!(!row(ids[1]).contains("retiring"), "{}", run.stdout);
     w.assert_no_leak(&run, false);
 }
+
+/// The Action runs the binary without a command on the command line: `command: status`
+/// (INPUT_COMMAND) selects the check, with the same result as `status` itself.
+#[test]
+fn the_command_input_runs_status_from_the_action() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    w.sb.advance_clock(9 * DAY);
+    w.sb.clear_requests();
+    let run = w.run(&[MAX_AGE, ("INPUT_COMMAND", "status")], &[]);
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.out("healthy"), "false");
+    assert_eq!(errors(&run).len(), 1, "{}", run.stdout);
+    w.assert_no_leak(&run, false);
+    // `list` too, and a command on the command line wins over the input.
+    let run = w.run(&[("INPUT_COMMAND", "list")], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(w.mutations().is_empty());
+    let run = w.run(&[("INPUT_COMMAND", "status")], &["list"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.outputs.is_empty(), "list ran, not status: {run:#?}");
+    assert!(run.stdout.contains("managed token(s) of `ci`"), "{run:#?}");
+}
+
+#[test]
+fn an_unknown_command_input_exits_2_and_sends_nothing() {
+    let w = World::new();
+    for bad in ["revoke", "demo", "rotate; rm -rf /"] {
+        let run = w.run(&[("INPUT_COMMAND", bad)], &[]);
+        assert_eq!(run.code, 2, "{bad}: {run:#?}");
+        assert!(
+            run.all().contains("invalid `command` (from INPUT_COMMAND)")
+                && run.all().contains("is not one of rotate, status, list"),
+            "{}",
+            run.all()
+        );
+    }
+    assert!(w.sb.requests().is_empty());
+    // Upper case and blanks are forgiven, as for the other settings.
+    let run = w.run(&[("INPUT_COMMAND", " Rotate ")], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+}
