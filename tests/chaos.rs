@@ -34,7 +34,6 @@ const SLOW: Duration = Duration::from_secs(2);
 /// Holds the request at which the binary is killed; never answered within a case.
 const HOLD: Duration = Duration::from_secs(600);
 const DEADLINE: Duration = Duration::from_secs(60);
-const FRAGMENT: usize = 16;
 
 /// One of the requests a rotation makes, for one target where it is per target.
 #[derive(Clone, Copy, Debug)]
@@ -238,28 +237,7 @@ fn target_scope(t: usize) -> SecretScope {
 /// run printed or wrote (except `::add-mask::` lines).
 fn assert_no_fragments(w: &World, run: &Run, what_run: &str) {
     w.assert_no_leak(run, false);
-    let values = w.all_secret_values();
-    let mut pieces: Vec<&str> = Vec::new();
-    for v in &values {
-        let b = v.as_bytes();
-        for i in 0..b.len().saturating_sub(FRAGMENT - 1) {
-            if let Some(p) = v.get(i..i + FRAGMENT) {
-                pieces.push(p);
-            }
-        }
-    }
-    for (what, text) in [
-        ("stdout", &run.stdout),
-        ("stderr", &run.stderr),
-        ("outputs", &run.outputs_raw),
-        ("summary", &run.summary),
-    ] {
-        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
-            if let Some(p) = pieces.iter().find(|p| line.contains(**p)) {
-                panic!("{what_run}: a piece of a token value ({p:?}) leaked into {what}: {line}");
-            }
-        }
-    }
+    assert_no_fragment(run, &w.all_secret_values(), what_run);
 }
 
 /// INVARIANT: every target holds a live token.
@@ -328,7 +306,7 @@ fn run_case(c: &Case) {
                     || w.sb.requests().iter().any(|r| {
                         r.api == held.api
                             && r.method.eq_ignore_ascii_case(&held.method)
-                            && path_matches(&held.path, &r.path)
+                            && held.path.matches(&r.path)
                     })
             });
             if !exited {
@@ -397,16 +375,6 @@ fn run_case(c: &Case) {
         1 + c.keep_previous as usize,
         "live managed tokens after the repair: {live:?}\n{ctx}"
     );
-}
-
-fn path_matches(p: &PathMatch, path: &str) -> bool {
-    let path = path.split('?').next().unwrap_or(path);
-    match p {
-        PathMatch::Exact(x) => path == x,
-        PathMatch::Prefix(x) => path.starts_with(x.as_str()),
-        PathMatch::Suffix(x) => path.ends_with(x.as_str()),
-        PathMatch::Contains(x) => path.contains(x.as_str()),
-    }
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {

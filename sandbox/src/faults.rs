@@ -48,7 +48,9 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
+    /// Whether `path` (as received; a `?query` is ignored, as the fakes do) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or(path);
         match self {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),

@@ -152,7 +152,7 @@ impl World {
             run.outputs_raw.clone()
         };
         for (what, text) in [
-            ("stdout", &run.stdout),
+            ("stdout", run.stdout.as_str()),
             ("stderr", &run.stderr),
             ("outputs", &outputs_checked),
             ("summary", &run.summary),
@@ -234,6 +234,16 @@ impl Run {
     /// Everything printed, for message checks.
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// Everything the run printed or wrote, by name: stdout, stderr, outputs, summary.
+    pub fn texts(&self) -> [(&'static str, &str); 4] {
+        [
+            ("stdout", &self.stdout),
+            ("stderr", &self.stderr),
+            ("outputs", &self.outputs_raw),
+            ("summary", &self.summary),
+        ]
     }
 }
 
@@ -343,12 +353,7 @@ impl World {
     /// GitHub token).
     pub fn assert_no_leak_of(&self, run: &Run, extra: &[&str]) {
         self.assert_no_leak(run, false);
-        for (what, text) in [
-            ("stdout", &run.stdout),
-            ("stderr", &run.stderr),
-            ("outputs", &run.outputs_raw),
-            ("summary", &run.summary),
-        ] {
+        for (what, text) in run.texts() {
             for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
                 for v in extra {
                     assert!(
@@ -375,5 +380,26 @@ pub fn wait_until(deadline: std::time::Duration, what: &str, mut done: impl FnMu
             "gave up after {deadline:?} waiting until {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The fragment length no output may carry of a credential (SPEC §8: not even a fragment).
+pub const FRAGMENT: usize = 16;
+
+/// No `FRAGMENT`-character run of any of `secrets` in anything the run printed or wrote,
+/// except `::add-mask::` lines; `context` names the run in the failure.
+pub fn assert_no_fragment(run: &Run, secrets: &[String], context: &str) {
+    let pieces: Vec<&str> = secrets
+        .iter()
+        .flat_map(|v| {
+            (0..v.len().saturating_sub(FRAGMENT - 1)).filter_map(|i| v.get(i..i + FRAGMENT))
+        })
+        .collect();
+    for (what, text) in run.texts() {
+        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+            if let Some(p) = pieces.iter().find(|p| line.contains(**p)) {
+                panic!("{context}: a piece of a credential ({p:?}) leaked into {what}: {line}");
+            }
+        }
     }
 }
