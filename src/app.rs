@@ -148,6 +148,15 @@ pub(crate) fn settings_and_clients(
     // The runner masks `secrets.*`, but a token may come from elsewhere (another step's output).
     out.mask(&s.seqera.access_token);
     out.mask(&s.github_token);
+    // For the test suite only: a panic that quotes a credential, to check that the panic
+    // hook prints it scrubbed (a panic is a bug; it must not also be a leak).
+    if env("SEQERA_TOKEN_ROTATE_TEST_PANIC").is_some() {
+        use secrecy::ExposeSecret as _;
+        panic!(
+            "deliberate test panic quoting {}",
+            s.seqera.access_token.expose_secret()
+        );
+    }
     let http = http(&s.seqera, out, env)?;
     let clients = Clients {
         seqera: SeqeraClient::new(

@@ -101,7 +101,8 @@ impl Report {
     }
 
     fn write(&self, sink: &Sink, line: &str) {
-        let mut w = sink.lock().expect("output lock");
+        // A panic elsewhere must not silence the report (the panic hook writes through here).
+        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
         // Nothing sensible to do if the terminal is gone.
         let _ = writeln!(w, "{line}");
         let _ = w.flush();

@@ -621,3 +621,27 @@ fn a_write_committed_then_answered_504_is_confirmed_by_its_metadata() {
     assert!(!w.sb.is_live(&prev.value), "the previous token was revoked");
     w.assert_no_leak(&run, false);
 }
+
+// ----- a panic is a bug, not a leak -----
+
+#[test]
+fn a_panic_prints_one_scrubbed_line_and_no_credential() {
+    let w = World::new();
+    let run = w.run(&[("SEQERA_TOKEN_ROTATE_TEST_PANIC", "1")], &[]);
+    assert_eq!(run.code, 101, "{run:#?}");
+    assert!(
+        run.stdout
+            .contains("::error::internal error (a bug in seqera-token-rotate at src/app.rs:"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("deliberate test panic quoting ***"),
+        "{run:#?}"
+    );
+    assert!(
+        !run.stderr.contains("panicked at"),
+        "the default report is replaced: {run:#?}"
+    );
+    assert_no_fragment(&run, &w.all_secret_values(), "panic");
+    assert!(w.mutations().is_empty());
+}
