@@ -746,11 +746,7 @@ fn a_committed_write_answered_504_is_never_rolled_back() {
     assert!(run.stdout.contains("::error::"), "{all}");
     w.assert_no_leak(&run, false);
     // The next run repairs it.
-    w.sb.clear_faults();
-    let again = w.run(&[], &[]);
-    assert_eq!(again.code, 0, "{again:#?}");
-    let now = w.live_token_in(&scope(), SECRET);
-    assert_eq!(w.live_managed_ids(), [now.id]);
+    assert_repaired(&w, &all);
 }
 
 fn now_epoch() -> u64 {
@@ -1226,9 +1222,5 @@ fn a_slow_write_landing_after_the_metadata_read_is_not_rolled_back() {
         other => panic!("exit {other}\n{ctx}"),
     }
     w.assert_no_leak(&run, false);
-    w.sb.clear_faults();
-    let again = w.run(&[], &[]);
-    assert_eq!(again.code, 0, "{again:#?}");
-    let now = w.live_token_in(&scope(), SECRET);
-    assert_eq!(w.live_managed_ids(), [now.id]);
+    assert_repaired(&w, &ctx);
 }
