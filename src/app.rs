@@ -316,7 +316,7 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
             m.push_str(&format!(
                 "| {} | {} | {result} |\n",
                 code(&r.label),
-                code(t.secret_name.as_str())
+                code(crate::target::github_of(t).1.as_str())
             ));
         }
         m.push('\n');

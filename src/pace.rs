@@ -295,9 +295,9 @@ pub const ORG_HINT_MIN: usize = 3;
 pub fn org_hints(targets: &[Target]) -> Vec<String> {
     let mut by_owner: BTreeMap<(String, &str), (&str, usize)> = BTreeMap::new();
     for t in targets {
-        if let Scope::Repo { owner, .. } = &t.scope {
+        if let Some((Scope::Repo { owner, .. }, secret)) = t.github() {
             let e = by_owner
-                .entry((owner.to_lowercase(), t.secret_name.as_str()))
+                .entry((owner.to_lowercase(), secret.as_str()))
                 .or_insert((owner, 0));
             e.1 += 1;
         }

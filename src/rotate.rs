@@ -300,7 +300,7 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
     let scopes: Vec<&Scope> = s
         .targets
         .iter()
-        .map(|t| &t.scope)
+        .map(|t| crate::target::github_of(t).0)
         .filter(|sc| seen.insert(sc))
         .collect();
     let keys = stream::iter(scopes)
@@ -371,9 +371,18 @@ pub async fn secrets_metadata(
 ) -> Vec<Result<Option<SecretMeta>, String>> {
     stream::iter(&s.targets)
         .map(|t| async move {
-            gh.secret_metadata(&t.scope, t.secret_name.as_str())
-                .await
-                .map_err(|e| format!("metadata of secret `{}` of {}: {e}", t.secret_name, t.label))
+            gh.secret_metadata(
+                crate::target::github_of(t).0,
+                crate::target::github_of(t).1.as_str(),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "metadata of secret `{}` of {}: {e}",
+                    crate::target::github_of(t).1,
+                    t.label
+                )
+            })
         })
         .buffered(READ_CONCURRENCY)
         .collect()
@@ -400,7 +409,7 @@ pub(crate) fn seqera_hint(e: &SeqeraError) -> String {
 async fn org_access(s: &Settings, gh: &GithubClient) -> Result<HashMap<usize, OrgWrite>, String> {
     let mut map = HashMap::new();
     for (i, t) in s.targets.iter().enumerate() {
-        let Scope::Org { org } = &t.scope else {
+        let Scope::Org { org } = crate::target::github_of(t).0 else {
             continue;
         };
         let ctx = |e: GithubError| format!("organization secret `{}`: {e}", t.label);
@@ -434,13 +443,19 @@ async fn org_access(s: &Settings, gh: &GithubClient) -> Result<HashMap<usize, Or
                 selected_repository_ids: None,
             },
             None => match gh
-                .org_secret_visibility(&t.scope, t.secret_name.as_str())
+                .org_secret_visibility(
+                    crate::target::github_of(t).0,
+                    crate::target::github_of(t).1.as_str(),
+                )
                 .await
                 .map_err(ctx)?
             {
                 Some(v) if v == "selected" => {
                     let ids = gh
-                        .org_secret_repository_ids(&t.scope, t.secret_name.as_str())
+                        .org_secret_repository_ids(
+                            crate::target::github_of(t).0,
+                            crate::target::github_of(t).1.as_str(),
+                        )
                         .await
                         .map_err(ctx)?;
                     OrgWrite {
@@ -508,11 +523,11 @@ fn drift(s: &Settings, plan: &Plan, newest: &TokenInfo, created: OffsetDateTime)
                 TargetState::Current => None,
                 TargetState::Missing => Some(format!(
                     "{} has no secret `{}` yet",
-                    t.label, t.secret_name
+                    t.label, crate::target::github_of(t).1
                 )),
                 TargetState::Stale | TargetState::Unknown => Some(format!(
                     "secret `{}` of {} was last updated {}, before the newest managed token `{}` (id {}) was created {}",
-                    t.secret_name,
+                    crate::target::github_of(t).1,
                     t.label,
                     meta.as_ref().map(|m| lifecycle::when(m.updated_at)).unwrap_or_default(),
                     newest.name,
@@ -610,7 +625,8 @@ fn print_plan(s: &Settings, c: &Clients, plan: &Plan, out: &Report) {
     for t in &s.targets {
         out.step(&format!(
             "  write secret `{}` to {}",
-            t.secret_name, t.label
+            crate::target::github_of(t).1,
+            t.label
         ));
     }
     out.step(&format!(
@@ -842,7 +858,14 @@ async fn store(
     let writes = stream::iter(s.targets.iter().enumerate())
         .map(|(i, t)| async move {
             started.fetch_add(1, Ordering::Relaxed);
-            let result = write_one(c, t, plan.keys[&t.scope].clone(), plan.org.get(&i), new).await;
+            let result = write_one(
+                c,
+                t,
+                plan.keys[crate::target::github_of(t).0].clone(),
+                plan.org.get(&i),
+                new,
+            )
+            .await;
             written.fetch_add(1, Ordering::Relaxed);
             match &result {
                 Ok(w) => out.step(&format!(
@@ -906,7 +929,10 @@ async fn resolve_unclear(
                 let t = &s.targets[i];
                 let meta = c
                     .github
-                    .secret_metadata(&t.scope, t.secret_name.as_str())
+                    .secret_metadata(
+                        crate::target::github_of(t).0,
+                        crate::target::github_of(t).1.as_str(),
+                    )
                     .await
                     .map_err(|e| e.to_string());
                 (i, judge(meta, reference))
@@ -966,18 +992,24 @@ async fn write_one(
     org: Option<&OrgWrite>,
     new: &NewToken,
 ) -> Result<Written, GithubError> {
-    let name = t.secret_name.as_str();
+    let name = crate::target::github_of(t).1.as_str();
     let mut refetched = false;
     loop {
         let sealed = seal(new.value.expose_secret().as_bytes(), &key);
         match c
             .github
-            .put_secret(&t.scope, name, &sealed, &key.key_id, org)
+            .put_secret(
+                crate::target::github_of(t).0,
+                name,
+                &sealed,
+                &key.key_id,
+                org,
+            )
             .await
         {
             Err(GithubError::KeyRejected(_)) if !refetched => {
                 refetched = true;
-                key = c.github.public_key(&t.scope).await?;
+                key = c.github.public_key(crate::target::github_of(t).0).await?;
             }
             other => return other,
         }

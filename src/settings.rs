@@ -707,7 +707,9 @@ impl Checker<'_> {
     }
 
     fn org_access(&mut self, targets: &[Target]) -> Option<Option<OrgAccess>> {
-        let has_org = targets.iter().any(|t| matches!(t.scope, Scope::Org { .. }));
+        let has_org = targets
+            .iter()
+            .any(|t| matches!(t.github(), Some((Scope::Org { .. }, _))));
         let visibility = self.parse("visibility", |v| {
             Visibility::parse(v)
                 .ok_or_else(|| format!("`{v}` is not one of all, private, selected"))
@@ -772,8 +774,8 @@ impl Checker<'_> {
     fn repos_in_target_orgs(&mut self, targets: &[Target], repos: &[String]) -> bool {
         let orgs: Vec<&str> = targets
             .iter()
-            .filter_map(|t| match &t.scope {
-                Scope::Org { org } => Some(org.as_str()),
+            .filter_map(|t| match t.github() {
+                Some((Scope::Org { org }, _)) => Some(org.as_str()),
                 _ => None,
             })
             .collect();
@@ -953,7 +955,10 @@ mod tests {
         assert_eq!(s.github_api_url.as_str(), "https://api.github.com/");
         assert_eq!(s.targets.len(), 1);
         assert_eq!(s.targets[0].label, "repo:octo/app");
-        assert_eq!(s.targets[0].secret_name.as_str(), "TOWER_ACCESS_TOKEN");
+        assert_eq!(
+            s.targets[0].github().unwrap().1.as_str(),
+            "TOWER_ACCESS_TOKEN"
+        );
         assert_eq!(
             (s.keep_previous, s.max_concurrency, s.min_age),
             (0, 4, None)
@@ -978,7 +983,7 @@ mod tests {
             ("TOWER_API_ENDPOINT", "https://env.example/api"),
         ]);
         let s = Settings::from_raw(&raw(&["--secret-name", "FROM_FLAG"], &env)).unwrap();
-        assert_eq!(s.targets[0].secret_name.as_str(), "FROM_FLAG");
+        assert_eq!(s.targets[0].github().unwrap().1.as_str(), "FROM_FLAG");
         assert_eq!(s.seqera.api_url.as_str(), "https://env.example/api");
         let env = with(&[
             ("INPUT_SEQERA-API-URL", "https://input.example/api"),

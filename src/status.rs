@@ -288,7 +288,7 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
         .targets
         .iter()
         .zip(metas)
-        .map(|(t, m)| (t.label.as_str(), t.secret_name.as_str(), m))
+        .map(|(t, m)| (t.label.as_str(), crate::target::github_of(t).1.as_str(), m))
         .collect();
     let now = OffsetDateTime::now_utc();
     let base = &s.seqera.token_name;

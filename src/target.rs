@@ -125,19 +125,30 @@ impl Scope {
     }
 }
 
-/// One secret to write: where, and under which name.
+/// Where a target's value lives: the store, and the place in it. The GitHub kinds share
+/// one store; every other store (SPEC §9) adds its own variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// A GitHub secret: its collection and its name.
+    Github {
+        /// The secret collection.
+        scope: Scope,
+        /// The secret name in it.
+        secret: SecretName,
+    },
+}
+
+/// One place to write the token to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The secret collection.
-    pub scope: Scope,
-    /// The secret name in it.
-    pub secret_name: SecretName,
+    /// Where the value lives.
+    pub place: Place,
     /// `kind:path`, plus `=NAME` when the name differs from the default `secret-name`.
     pub label: String,
 }
 
 impl Target {
-    /// Builds a target and its label (SPEC §4).
+    /// Builds a GitHub target and its label (SPEC §4).
     pub fn new(scope: Scope, secret_name: SecretName, default_name: &SecretName) -> Self {
         let mut label = scope.spec();
         if &secret_name != default_name {
@@ -145,23 +156,41 @@ impl Target {
             label.push_str(secret_name.as_str());
         }
         Self {
-            scope,
-            secret_name,
+            place: Place::Github {
+                scope,
+                secret: secret_name,
+            },
             label,
         }
     }
-}
 
-impl Target {
-    /// Whether both name the same GitHub secret: GitHub compares owner, repository,
-    /// environment and secret names without regard to case.
+    /// The GitHub secret collection and name, for a GitHub target.
+    pub fn github(&self) -> Option<(&Scope, &SecretName)> {
+        match &self.place {
+            Place::Github { scope, secret } => Some((scope, secret)),
+        }
+    }
+
+    /// Whether both name the same place (SPEC §9: GitHub names compare without regard to
+    /// case, the other stores' names exactly).
     pub fn same_secret(&self, other: &Target) -> bool {
         self.secret_key() == other.secret_key()
     }
 
-    /// The secret's identity as GitHub compares it (case-insensitive).
+    /// The place's identity as its store compares it.
     fn secret_key(&self) -> String {
-        format!("{}={}", self.scope.spec(), self.secret_name.as_str()).to_lowercase()
+        match &self.place {
+            Place::Github { scope, secret } => {
+                format!("{}={}", scope.spec(), secret.as_str()).to_lowercase()
+            }
+        }
+    }
+}
+
+/// The GitHub secret of a target (every target is one, until other stores come).
+pub fn github_of(t: &Target) -> (&Scope, &SecretName) {
+    match &t.place {
+        Place::Github { scope, secret } => (scope, secret),
     }
 }
 
@@ -386,16 +415,16 @@ mod tests {
     fn the_last_equals_sign_starts_the_secret_name() {
         let t = parse_targets("env:o/r/a=B", &default()).unwrap();
         assert_eq!(
-            t[0].scope,
+            *t[0].github().unwrap().0,
             Scope::Environment {
                 owner: "o".into(),
                 repo: "r".into(),
                 env: "a".into()
             }
         );
-        assert_eq!(t[0].secret_name.as_str(), "B");
+        assert_eq!(t[0].github().unwrap().1.as_str(), "B");
         let t = parse_targets("env:o/r/a=b=TOWER_ACCESS_TOKEN", &default()).unwrap();
-        assert_eq!(t[0].scope.spec(), "env:o/r/a=b");
+        assert_eq!(t[0].github().unwrap().0.spec(), "env:o/r/a=b");
         assert_eq!(
             t[0].label, "env:o/r/a=b",
             "default name: no =NAME in the label"
@@ -465,7 +494,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            t[1].scope,
+            *t[1].github().unwrap().0,
             Scope::Environment {
                 owner: "octo".into(),
                 repo: "app".into(),
@@ -473,7 +502,7 @@ mod tests {
             }
         );
         assert_eq!(
-            t[1].scope.collection(),
+            t[1].github().unwrap().0.collection(),
             [
                 "repos",
                 "octo",
@@ -549,7 +578,7 @@ mod tests {
             let line = match &name { Some(n) => format!("repo:{owner}/{repo}={n}"), None => format!("repo:{owner}/{repo}") };
             let t = parse_targets(&line, &default()).unwrap();
             prop_assert_eq!(t.len(), 1);
-            prop_assert_eq!(&t[0].scope, &Scope::Repo { owner: owner.clone(), repo: repo.clone() });
+            prop_assert_eq!(t[0].github().unwrap().0, &Scope::Repo { owner: owner.clone(), repo: repo.clone() });
             // The label re-parses to the same target.
             let again = parse_targets(&t[0].label, &default()).unwrap();
             prop_assert_eq!(&again[0], &t[0]);
@@ -563,7 +592,7 @@ mod tests {
         #[test]
         fn env_names_keep_spaces_and_slashes(env in "[a-z][a-z0-9 /._-]{0,40}[a-z0-9]") {
             let t = parse_targets(&format!("env:o/r/{env}"), &default()).unwrap();
-            prop_assert_eq!(&t[0].scope, &Scope::Environment { owner: "o".into(), repo: "r".into(), env: env.clone() });
+            prop_assert_eq!(t[0].github().unwrap().0, &Scope::Environment { owner: "o".into(), repo: "r".into(), env: env.clone() });
         }
     }
 }
