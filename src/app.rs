@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use time::OffsetDateTime;
 
-use crate::github::{GithubClient, Written};
+use crate::github::GithubClient;
 use crate::http::{Http, Policy};
 use crate::lifecycle;
 use crate::naming;
@@ -19,6 +19,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
+use crate::store::{GithubStore, Stores, WriteOutcome};
 use crate::text::{md_cell, md_code, Scrubber};
 
 /// Exit code: done.
@@ -164,7 +165,9 @@ pub(crate) fn settings_and_clients(
             s.seqera.api_url.clone(),
             s.seqera.access_token.clone(),
         ),
-        github: github_client(http, &s, env),
+        stores: Stores {
+            github: GithubStore::new(github_client(http, &s, env), s.org_access.clone()),
+        },
     };
     Ok((s, clients))
 }
@@ -223,7 +226,7 @@ pub fn outputs(o: &Outcome) -> Vec<(&'static str, String)> {
     let updated: Vec<&str> = o
         .targets
         .iter()
-        .filter(|t| t.result.is_ok())
+        .filter(|t| t.outcome.is_written())
         .map(|t| t.label.as_str())
         .collect();
     let token = o.token.as_ref().filter(|_| o.rotated);
@@ -306,18 +309,22 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
         s.keep_previous
     ));
     if !o.targets.is_empty() {
-        m.push_str("| Target | Secret | Result |\n|---|---|---|\n");
-        for (t, r) in s.targets.iter().zip(&o.targets) {
-            let result = match &r.result {
-                Ok(Written::Created) => "✅ created".to_string(),
-                Ok(Written::Updated) => "✅ updated".to_string(),
-                Err(e) => format!("❌ {}", cell(e)),
+        m.push_str("| Target | Result |\n|---|---|\n");
+        for r in &o.targets {
+            let result = match &r.outcome {
+                WriteOutcome::Written { created: true } => "✅ created".to_string(),
+                WriteOutcome::Written { created: false } => "✅ updated".to_string(),
+                WriteOutcome::Refused(e) => {
+                    format!("❌ refused, keeps its previous token: {}", cell(e))
+                }
+                WriteOutcome::Unknown(e) => {
+                    format!(
+                        "⚠️ no clear answer, holds the new or the previous token: {}",
+                        cell(e)
+                    )
+                }
             };
-            m.push_str(&format!(
-                "| {} | {} | {result} |\n",
-                code(&r.label),
-                code(crate::target::github_of(t).1.as_str())
-            ));
+            m.push_str(&format!("| {} | {result} |\n", code(&r.label)));
         }
         m.push('\n');
     }

@@ -28,8 +28,13 @@ pub enum GithubError {
         hint: String,
     },
     /// 422 naming the key: the public key changed since it was fetched.
-    #[error("GitHub rejected the encryption key (HTTP 422: {0}); the public key changed")]
-    KeyRejected(String),
+    #[error("GitHub rejected the encryption key (HTTP 422: {message}); the public key changed")]
+    KeyRejected {
+        /// GitHub's message.
+        message: String,
+        /// An earlier attempt of the same request got no clear answer.
+        after_unanswered: bool,
+    },
     /// The public key GitHub sent cannot be used.
     #[error("GitHub sent an unusable public key: {0}")]
     BadKey(#[from] KeyError),
@@ -45,7 +50,10 @@ impl GithubError {
             GithubError::Refused { source, .. } | GithubError::Http(source) => {
                 source.maybe_performed()
             }
-            GithubError::KeyRejected(_) | GithubError::BadKey(_) => false,
+            GithubError::KeyRejected {
+                after_unanswered, ..
+            } => *after_unanswered,
+            GithubError::BadKey(_) => false,
         }
     }
 }
@@ -163,11 +171,6 @@ impl GithubClient {
         self.0.url(segments)
     }
 
-    /// GitHub's clock: the latest `Date` it sent, in whole seconds (see [`Http::server_time`]).
-    pub fn server_time(&self) -> Option<OffsetDateTime> {
-        self.0.server_time().map(OffsetDateTime::from)
-    }
-
     /// `GET …/secrets/public-key` of a scope.
     pub async fn public_key(&self, scope: &Scope) -> Result<PublicKey, GithubError> {
         let mut path = scope.collection();
@@ -208,12 +211,14 @@ impl GithubClient {
                     HttpError::Status {
                         status: 422,
                         message,
+                        after_unanswered,
                         ..
                     },
                 ..
-            }) if message.to_ascii_lowercase().contains("key") => {
-                Err(GithubError::KeyRejected(message))
-            }
+            }) if message.to_ascii_lowercase().contains("key") => Err(GithubError::KeyRejected {
+                message,
+                after_unanswered,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -288,6 +293,74 @@ impl GithubClient {
         }))
     }
 
+    /// `GET /repos/{owner}/{repo}/actions/variables/{name}`: the variable's value, or None
+    /// if it does not exist.
+    pub async fn variable(
+        &self,
+        owner: &str,
+        repo: &str,
+        name: &str,
+    ) -> Result<Option<String>, GithubError> {
+        #[derive(Deserialize)]
+        struct Variable {
+            value: String,
+        }
+        let url = self.url(&["repos", owner, repo, "actions", "variables", name]);
+        match self.variable_call(Method::GET, url, None).await {
+            Ok(r) => Ok(Some(r.json::<Variable>()?.value)),
+            Err(GithubError::Refused {
+                source: HttpError::Status { status: 404, .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a repository's Actions variable: `PATCH` when it exists, else `POST`.
+    pub async fn set_variable(
+        &self,
+        owner: &str,
+        repo: &str,
+        name: &str,
+        value: &str,
+        exists: bool,
+    ) -> Result<(), GithubError> {
+        let body = serde_json::json!({ "name": name, "value": value });
+        let url = if exists {
+            self.url(&["repos", owner, repo, "actions", "variables", name])
+        } else {
+            self.url(&["repos", owner, repo, "actions", "variables"])
+        };
+        let method = if exists { Method::PATCH } else { Method::POST };
+        self.variable_call(method, url, Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    async fn variable_call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, GithubError> {
+        // A PATCH or POST of the same whole value is harmless to repeat.
+        let client = if method == Method::GET {
+            &self.0
+        } else {
+            &self.1.client
+        };
+        client
+            .send(method, url, body, Retry::Idempotent)
+            .await
+            .map_err(|e| match refused(e, None) {
+                GithubError::Refused { source, .. } => GithubError::Refused {
+                    hint: variables_hint(&source),
+                    source,
+                },
+                other => other,
+            })
+    }
+
     /// `GET /repos/{owner}/{repo}`: the repository id.
     pub async fn repository_id(&self, owner: &str, repo: &str) -> Result<u64, GithubError> {
         let r: RepoResponse = self
@@ -295,6 +368,15 @@ impl GithubClient {
             .await?
             .json()?;
         Ok(r.id)
+    }
+}
+
+/// What a refused variable request needs: the permission by its name in GitHub's settings.
+fn variables_hint(e: &HttpError) -> String {
+    match e.status() {
+        Some(403 | 404) => "; the GitHub token needs the repository permission \"Variables: Read and write\" (`actions_variables=write`)".into(),
+        Some(401) => "; the GitHub token is invalid or expired".into(),
+        _ => String::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, RETRY_AFTER,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
     USER_AGENT,
 };
 use reqwest::{Method, StatusCode};
@@ -152,6 +152,42 @@ impl HttpError {
         }
     }
 
+    /// The same error, marked as possibly performed when an earlier attempt of the same
+    /// request got no clear answer: the last attempt's own answer cannot undo that.
+    pub fn after(self, unanswered: bool) -> Self {
+        match self {
+            HttpError::Transport { detail, maybe_sent } => HttpError::Transport {
+                detail,
+                maybe_sent: maybe_sent || unanswered,
+            },
+            HttpError::Status {
+                status,
+                message,
+                accepted_permissions,
+                after_unanswered,
+            } => HttpError::Status {
+                status,
+                message,
+                accepted_permissions,
+                after_unanswered: after_unanswered || unanswered,
+            },
+            HttpError::RateLimited {
+                wait,
+                retry_at,
+                after_unanswered,
+            } => HttpError::RateLimited {
+                wait,
+                retry_at,
+                after_unanswered: after_unanswered || unanswered,
+            },
+            HttpError::Decode { detail } if unanswered => HttpError::Transport {
+                detail,
+                maybe_sent: true,
+            },
+            e @ HttpError::Decode { .. } => e,
+        }
+    }
+
     /// The status code, if the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -167,8 +203,6 @@ pub struct Http {
     client: reqwest::Client,
     policy: Policy,
     waited: Arc<Mutex<Duration>>,
-    /// The latest `Date` of each server (Seqera, GitHub).
-    dates: Arc<Mutex<(Option<SystemTime>, Option<SystemTime>)>>,
     /// Paces every attempt (retries too) outside the waiting budget: GitHub secret writes.
     pacer: Option<Arc<Pacer>>,
     /// Values never to show.
@@ -195,7 +229,6 @@ impl Http {
             client,
             policy,
             waited: Arc::default(),
-            dates: Arc::default(),
             pacer: None,
             scrubber,
         })
@@ -259,40 +292,12 @@ impl Http {
             let Some(wait) = wait else {
                 return match result {
                     Ok(r) => Err(self.status_error(&r, unanswered)),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.after(unanswered)),
                 };
             };
             self.reserve(wait, unanswered)?;
             tokio::time::sleep(wait).await;
             attempt += 1;
-        }
-    }
-
-    /// The latest `Date` a server of `api` sent (whole seconds): the server's own clock, to
-    /// compare with times it reports (GitHub's `updated_at`).
-    pub fn server_time(&self, api: Api) -> Option<SystemTime> {
-        let dates = self.dates.lock().unwrap_or_else(|p| p.into_inner());
-        match api {
-            Api::Seqera => dates.0,
-            Api::Github => dates.1,
-        }
-    }
-
-    fn saw_date(&self, api: Api, headers: &HeaderMap) {
-        let Some(date) = headers
-            .get(DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-        else {
-            return;
-        };
-        let mut dates = self.dates.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = match api {
-            Api::Seqera => &mut dates.0,
-            Api::Github => &mut dates.1,
-        };
-        if slot.map_or(true, |d| d < date) {
-            *slot = Some(date);
         }
     }
 
@@ -357,7 +362,6 @@ impl Http {
         let mut resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        self.saw_date(api, &headers);
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -648,11 +652,6 @@ impl ApiClient {
         self.http
             .send(self.api, method, url, &self.token, body, retry)
             .await
-    }
-
-    /// The latest `Date` this API's server sent.
-    pub fn server_time(&self) -> Option<SystemTime> {
-        self.http.server_time(self.api)
     }
 
     /// Registers another value (e.g. a token just received) for scrubbing.

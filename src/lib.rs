@@ -13,6 +13,8 @@
 //! - [`seqera`]: Seqera Platform API: user-info, tokens
 //! - [`github`]: GitHub secrets API: public keys, secret writes, org secret access
 //! - [`rotate`]: the rotation protocol of SPEC §5
+//! - [`record`]: the record of which token every target holds (an Actions variable)
+//! - [`store`]: the places a token is kept, one module per store, behind one interface
 //! - [`text`]: outside text → printable text: scrubbing, control characters, escaping
 //! - [`status`]: the `status` health check and the `--json` documents of `list` and `status`
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
@@ -30,11 +32,13 @@ pub mod http;
 pub mod lifecycle;
 pub mod naming;
 pub mod pace;
+pub mod record;
 pub mod report;
 pub mod rotate;
 pub mod seal;
 pub mod seqera;
 pub mod settings;
 pub mod status;
+pub mod store;
 pub mod target;
 pub mod text;

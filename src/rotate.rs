@@ -2,40 +2,34 @@
 //! revoke. Each step is one function with its failure handling in sight. Talks to the
 //! clients and to `report`; never builds a URL or a header.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use secrecy::ExposeSecret;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::github::{GithubClient, GithubError, OrgWrite, SecretMeta, Written};
-use crate::lifecycle::{self, Policy, Retirement, Superseded, TargetState};
+use crate::lifecycle::{self, Policy, Retirement, Superseded};
 use crate::naming;
 use crate::pace;
+use crate::record::{self, Record};
 use crate::report::Report;
-use crate::seal::{seal, PublicKey};
 use crate::seqera::{token_id_of, NewToken, SeqeraClient, SeqeraError, TokenInfo, User};
-use crate::settings::{Settings, Visibility};
-use crate::target::{Scope, Target};
+use crate::settings::Settings;
+use crate::store::{Holding, NewValue, Stores, WriteOutcome};
 
 /// Seqera tokens revoked at once (Seqera allows about 20 requests/s per token).
 const REVOKE_CONCURRENCY: usize = 4;
 /// Revocation starts at least this far apart: at most 20 per second.
 const REVOKE_SPACING: Duration = Duration::from_millis(50);
-/// GitHub reads at once, per kind (public keys, secret metadata, repository ids): reads, so
-/// not bound by `max-concurrency` (which is for writes). Keys and metadata run side by side,
-/// so with `min-age` the metadata adds no wave to preflight.
-const READ_CONCURRENCY: usize = 8;
 
-/// The two clients a rotation uses.
+/// The clients a rotation uses.
 pub struct Clients {
     /// Seqera, with the access token.
     pub seqera: SeqeraClient,
-    /// GitHub, with the GitHub token.
-    pub github: GithubClient,
+    /// Every store a target can live in.
+    pub stores: Stores,
 }
 
 /// What preflight learned, read-only.
@@ -44,15 +38,15 @@ pub struct Plan {
     pub user: User,
     /// Every token name of the user (for free names).
     pub names: HashSet<String>,
+    /// Every token id of the user: which tokens are live.
+    pub live: HashSet<u64>,
     /// Managed tokens, newest first.
     pub managed: Vec<TokenInfo>,
-    /// One public key per key owner.
-    pub keys: HashMap<Scope, PublicKey>,
-    /// Access settings per organization target (index into `targets`).
-    pub org: HashMap<usize, OrgWrite>,
-    /// Per target, in input order, the secret's metadata (None: no such secret); read only
-    /// when `min-age` may skip the rotation, to tell whether some target needs it anyway.
-    pub secrets: Option<Vec<Option<SecretMeta>>>,
+    /// Per target, in input order, what it holds (None: not read). Only drift reads what
+    /// a GitHub secret holds; a readable store says it with its access check.
+    pub holdings: Vec<Option<Holding>>,
+    /// The record, as read.
+    pub record: record::Loaded,
 }
 
 /// How one target's write ended.
@@ -60,51 +54,8 @@ pub struct Plan {
 pub struct TargetResult {
     /// The target's label.
     pub label: String,
-    /// Created / updated, or why not (with what the target holds now).
-    pub result: Result<Written, String>,
-    /// Failed without a clear answer that GitHub's metadata could not settle: the target may
-    /// hold the new token, so the new token is never rolled back.
-    pub maybe_written: bool,
-}
-
-/// What GitHub's metadata says of a write that got no clear answer (SPEC §5.6).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Resolution {
-    /// Updated after this run's first write could have landed: it was stored.
-    Written,
-    /// Missing, or last updated before this run wrote anything: the previous value stands.
-    NotWritten(&'static str),
-    /// Cannot be told (same second, no clock, metadata unreadable): it may have been stored.
-    Unknown(String),
-}
-
-/// Judges an unclear write from the secret's metadata and GitHub's clock before the store
-/// step, both in GitHub's whole seconds. Strictly later → written; strictly earlier or
-/// missing → not written; the same second, or anything unreadable → unknown (a previous
-/// write in that second cannot be told from this run's).
-pub fn judge(
-    meta: Result<Option<SecretMeta>, String>,
-    reference: Option<OffsetDateTime>,
-) -> Resolution {
-    let meta = match meta {
-        Ok(Some(m)) => m,
-        Ok(None) => return Resolution::NotWritten("the secret does not exist"),
-        Err(e) => return Resolution::Unknown(format!("its metadata cannot be read: {e}")),
-    };
-    let Some(reference) = reference else {
-        return Resolution::Unknown("GitHub sent no Date header to compare with".into());
-    };
-    let (updated, reference) = (meta.updated_at.unix_timestamp(), reference.unix_timestamp());
-    match updated.cmp(&reference) {
-        std::cmp::Ordering::Greater => Resolution::Written,
-        std::cmp::Ordering::Less => {
-            Resolution::NotWritten("its metadata shows no write by this run")
-        }
-        std::cmp::Ordering::Equal => Resolution::Unknown(
-            "it was last updated in the very second this run began, so the metadata cannot tell"
-                .into(),
-        ),
-    }
+    /// Written, refused or unknown, from evidence only.
+    pub outcome: WriteOutcome,
 }
 
 /// A step that failed.
@@ -119,19 +70,19 @@ pub enum RotateError {
     /// Step 5: the new token was rolled back.
     #[error("the new token does not work: {0}; {1}")]
     Verify(String, String),
-    /// Step 6, every target failed: rolled back.
+    /// Step 6, every target refused: rolled back.
     #[error("no target could be written; {0}")]
     StoreAll(String),
-    /// Step 6, some failed (or all, but some may hold the new token): nothing revoked.
-    #[error("{failed} of {total} targets could not be written ({labels}); nothing was revoked and the new token is kept: {states}. Fix the cause and run again: the next run writes all targets and revokes the old tokens")]
+    /// Step 6, not every target written: nothing revoked.
+    #[error("{failed} of {total} targets could not be written for sure ({labels}); nothing was revoked and the new token is kept: {states}. Fix the cause and run again: the next run writes all targets and revokes the old tokens")]
     StorePartial {
-        /// How many failed.
+        /// How many are not surely written.
         failed: usize,
         /// Of how many.
         total: usize,
         /// Their labels.
         labels: String,
-        /// What each failed target holds now.
+        /// What each of them holds now.
         states: String,
     },
     /// Step 7: the secrets are good, some old token is still live.
@@ -161,12 +112,14 @@ pub struct Outcome {
     /// Not due, and not a dry run: the run only retired tokens (step 3), so the outputs
     /// carry `revoked-token-ids` too.
     pub not_due: bool,
+    /// The record was written: every target holds the new token.
+    pub recorded: bool,
     /// The failed step, if any (exit 1).
     pub error: Option<RotateError>,
 }
 
 /// Runs SPEC §5 steps 2–7 for validated settings (step 1 happened when they were built).
-/// The value of the new token goes only to `report.mask` and the sealed boxes, and to
+/// The value of the new token goes only to `report.mask` and the stores, and to
 /// `new_token` for the `access-key` output when the caller asks for it.
 pub async fn rotate(s: &Settings, c: &Clients, out: &Report) -> (Outcome, Option<NewToken>) {
     let mut o = Outcome::default();
@@ -227,51 +180,76 @@ async fn verify_store_revoke(
         return (o.fail(RotateError::Verify(e, rollback)), None);
     }
     out.group("Store");
-    // GitHub's own clock before the first write: the reference for `updated_at`.
-    let reference = c.github.server_time();
-    o.targets = store(s, c, plan, &new, out).await;
-    resolve_unclear(s, c, &mut o.targets, reference, out).await;
+    o.targets = store(s, c, &new, out).await;
     out.end_group();
-    let failed: Vec<&str> = o
+    let total = o.targets.len();
+    let refused = o
         .targets
         .iter()
-        .filter(|t| t.result.is_err())
-        .map(|t| t.label.as_str())
-        .collect();
-    // Roll back only when no target can hold the new token: a write without a clear answer
-    // may have been stored, and then revoking the new token would leave that target broken.
-    let maybe_written = o.targets.iter().any(|t| t.maybe_written);
-    if failed.len() == o.targets.len() && !maybe_written {
+        .filter(|t| matches!(t.outcome, WriteOutcome::Refused(_)))
+        .count();
+    // Roll back only when no target can hold the new token: every write clearly refused.
+    if refused == total {
         let rollback = rollback(&new_client, &new, out).await;
         o.token = None;
         return (o.fail(RotateError::StoreAll(rollback)), None);
     }
     o.rotated = true;
-    if !failed.is_empty() {
-        let states: Vec<String> = o
-            .targets
+    let unsure: Vec<&TargetResult> = o
+        .targets
+        .iter()
+        .filter(|t| !t.outcome.is_written())
+        .collect();
+    if !unsure.is_empty() {
+        // Some target may hold (or surely holds) the previous token: nothing is revoked,
+        // and every target holds a live token. The record is not written.
+        let states: Vec<String> = unsure
             .iter()
-            .filter(|t| t.result.is_err())
-            .map(|t| {
-                if t.maybe_written {
-                    format!(
-                        "{} holds the new token or its previous one (both live)",
-                        t.label
-                    )
-                } else {
-                    format!("{} keeps what it held before", t.label)
+            .map(|t| match &t.outcome {
+                WriteOutcome::Unknown(why) => format!(
+                    "{} holds the new token or its previous one, both live ({why})",
+                    t.label
+                ),
+                WriteOutcome::Refused(why) => {
+                    format!("{} keeps its previous, still live token ({why})", t.label)
                 }
+                WriteOutcome::Written { .. } => String::new(),
             })
             .collect();
         let e = RotateError::StorePartial {
-            failed: failed.len(),
-            total: o.targets.len(),
-            labels: failed.join(", "),
+            failed: unsure.len(),
+            total,
+            labels: unsure
+                .iter()
+                .map(|t| t.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             states: states.join("; "),
         };
         return (o.fail(e), Some(new));
     }
-    let (revoked, errors) = revoke_older(s, &new_client, plan, &new, out, &mut o).await;
+    // Every target holds the new token: the evidence that no target holds an older one.
+    // The record says so for later runs; beside the revocations, since either order is safe.
+    let save = async {
+        let place = s.record.as_ref().filter(|_| plan.record.writable())?;
+        let r = Record::new(&new.info, &s.targets, OffsetDateTime::now_utc());
+        Some(record::save(c.stores.github.client(), place, &plan.record, &r).await)
+    };
+    let ((revoked, errors), saved) =
+        tokio::join!(revoke_older(s, &new_client, plan, &new, out, &mut o), save);
+    match saved {
+        Some(Ok(())) => {
+            o.recorded = true;
+            out.step(&format!(
+                "Recorded: every target holds `{}` (id {})",
+                new.info.name, new.info.id
+            ));
+        }
+        Some(Err(w)) => out.warning(&format!(
+            "{w}; the next run is due, since the record names an older token"
+        )),
+        None => {}
+    }
     o.revoked = revoked;
     if !errors.is_empty() {
         return (o.fail(RotateError::Revoke(errors.join("; "))), Some(new));
@@ -286,8 +264,8 @@ impl Outcome {
     }
 }
 
-/// Step 2: reads only. The Seqera user and tokens, then every public key (once per key
-/// owner) and the access settings of organization secrets, all at once where possible.
+/// Step 2: reads only. The Seqera user and tokens, every target's store (access, and what
+/// it holds where that can be read), and the record, all at once.
 async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, RotateError> {
     let seqera = async {
         let (user, tokens) = tokio::join!(c.seqera.user_info(), c.seqera.list_tokens());
@@ -295,50 +273,13 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         let tokens = tokens.map_err(|e| format!("Seqera token list: {}", seqera_hint(&e)))?;
         Ok::<_, String>((user, tokens))
     };
-    // One key per key owner, in input order; a set, so 5,000 targets cost no quadratic scan.
-    let mut seen: HashSet<&Scope> = HashSet::new();
-    let scopes: Vec<&Scope> = s
-        .targets
-        .iter()
-        .map(|t| crate::target::github_of(t).0)
-        .filter(|sc| seen.insert(sc))
-        .collect();
-    let keys = stream::iter(scopes)
-        .map(|scope| async move {
-            c.github
-                .public_key(scope)
-                .await
-                .map(|k| (scope.clone(), k))
-                .map_err(|e| {
-                    format!(
-                        "public key of {} `{}`: {e}",
-                        scope.kind_name(),
-                        scope.spec()
-                    )
-                })
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect::<Vec<_>>();
-    let org = org_access(s, &c.github);
-    // Beside the key reads, not after them: no extra round trip on the critical path.
-    let secrets = async {
-        if s.min_age.is_none() || s.force {
-            return Ok(None);
-        }
-        secrets_metadata(s, &c.github)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    };
-    let (seqera, keys, org, secrets) = tokio::join!(seqera, keys, org, secrets);
+    // Drift may make a rotation due only with `min-age` (without it every run is due).
+    let drift = s.min_age.is_some() && !s.force;
+    let stores = c.stores.prepare(&s.targets, drift);
+    let rec = record::load(c.stores.github.client(), s.record.as_ref());
+    let (seqera, holdings, rec) = tokio::join!(seqera, stores, rec);
     let (user, tokens) = seqera.map_err(RotateError::Preflight)?;
-    let keys = keys
-        .into_iter()
-        .collect::<Result<HashMap<_, _>, _>>()
-        .map_err(RotateError::Preflight)?;
-    let org = org.map_err(RotateError::Preflight)?;
-    let secrets = secrets.map_err(RotateError::Preflight)?;
+    let holdings = holdings.map_err(RotateError::Preflight)?;
     let managed = naming::managed(&s.seqera.token_name, &tokens);
     out.step(&format!(
         "Seqera user {} (id {}): {} token(s), {} managed by `{}`",
@@ -348,45 +289,28 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         managed.len(),
         s.seqera.token_name.as_str()
     ));
-    out.step(&format!(
-        "GitHub: {} public key(s) for {} target(s)",
-        keys.len(),
-        s.targets.len()
-    ));
+    out.step(&format!("{} target(s) can be written", s.targets.len()));
+    match &rec {
+        record::Loaded::Off => {
+            out.step("No record is kept (state-variable: none, or no repository)")
+        }
+        record::Loaded::Unavailable(w) => out.warning(w),
+        record::Loaded::Absent => {
+            out.step("No record yet: this run writes it once every target holds the new token")
+        }
+        record::Loaded::Found(r) => out.step(&format!(
+            "Record: {} target(s) held `{}` (id {}) at {}",
+            r.count, r.token_name, r.token_id, r.at
+        )),
+    }
     Ok(Plan {
         user: user.user,
+        live: tokens.iter().map(|t| t.id).collect(),
         names: tokens.into_iter().map(|t| t.name).collect(),
         managed,
-        keys,
-        org,
-        secrets,
+        holdings,
+        record: rec,
     })
-}
-
-/// Every target's secret metadata, in input order (`Ok(None)`: no such secret), at most
-/// [`READ_CONCURRENCY`] reads at once. Preflight's read, shared with `status`.
-pub async fn secrets_metadata(
-    s: &Settings,
-    gh: &GithubClient,
-) -> Vec<Result<Option<SecretMeta>, String>> {
-    stream::iter(&s.targets)
-        .map(|t| async move {
-            gh.secret_metadata(
-                crate::target::github_of(t).0,
-                crate::target::github_of(t).1.as_str(),
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "metadata of secret `{}` of {}: {e}",
-                    crate::target::github_of(t).1,
-                    t.label
-                )
-            })
-        })
-        .buffered(READ_CONCURRENCY)
-        .collect()
-        .await
 }
 
 /// The grace-period settings.
@@ -404,82 +328,10 @@ pub(crate) fn seqera_hint(e: &SeqeraError) -> String {
     }
 }
 
-/// What each organization target sends: the given visibility, or the secret's current one
-/// (with its repository list when `selected`), else `private`. Never clobbers access lists.
-async fn org_access(s: &Settings, gh: &GithubClient) -> Result<HashMap<usize, OrgWrite>, String> {
-    let mut map = HashMap::new();
-    for (i, t) in s.targets.iter().enumerate() {
-        let Scope::Org { org } = crate::target::github_of(t).0 else {
-            continue;
-        };
-        let ctx = |e: GithubError| format!("organization secret `{}`: {e}", t.label);
-        let write = match &s.org_access {
-            Some(a) if a.visibility == Visibility::Selected => {
-                let names =
-                    a.selected_repositories
-                        .iter()
-                        .filter_map(|r| match r.split_once('/') {
-                            Some((o, name)) => o.eq_ignore_ascii_case(org).then_some(name),
-                            None => Some(r.as_str()),
-                        });
-                let ids = stream::iter(names)
-                    .map(|name| async move {
-                        gh.repository_id(org, name)
-                            .await
-                            .map_err(|e| format!("selected repository `{org}/{name}`: {e}"))
-                    })
-                    .buffered(READ_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<u64>, String>>()?;
-                OrgWrite {
-                    visibility: "selected".into(),
-                    selected_repository_ids: Some(ids),
-                }
-            }
-            Some(a) => OrgWrite {
-                visibility: a.visibility.as_str().into(),
-                selected_repository_ids: None,
-            },
-            None => match gh
-                .org_secret_visibility(
-                    crate::target::github_of(t).0,
-                    crate::target::github_of(t).1.as_str(),
-                )
-                .await
-                .map_err(ctx)?
-            {
-                Some(v) if v == "selected" => {
-                    let ids = gh
-                        .org_secret_repository_ids(
-                            crate::target::github_of(t).0,
-                            crate::target::github_of(t).1.as_str(),
-                        )
-                        .await
-                        .map_err(ctx)?;
-                    OrgWrite {
-                        visibility: v,
-                        selected_repository_ids: Some(ids),
-                    }
-                }
-                Some(v) => OrgWrite {
-                    visibility: v,
-                    selected_repository_ids: None,
-                },
-                None => OrgWrite {
-                    visibility: "private".into(),
-                    selected_repository_ids: None,
-                },
-            },
-        };
-        map.insert(i, write);
-    }
-    Ok(map)
-}
-
-/// Step 3: not due yet? (`min-age` without `force`). Due anyway when some target does not
-/// hold the newest managed token; the log says which and why.
+/// Step 3: not due yet? (`min-age` without `force`). Due anyway when some target may not
+/// hold the newest managed token — by what it shows (missing, updated before that token was
+/// created, another token id) or by the record (an older token, a dead one, other targets);
+/// the log says which and why. Timestamps may make a rotation due, never decide a revocation.
 fn decide(s: &Settings, plan: &Plan, out: &Report) -> Option<String> {
     let min_age = s.min_age?;
     if s.force {
@@ -487,66 +339,100 @@ fn decide(s: &Settings, plan: &Plan, out: &Report) -> Option<String> {
     }
     let newest = plan.managed.first()?;
     let created = naming::created_at(&s.seqera.token_name, newest)?;
-    let age = OffsetDateTime::now_utc() - created;
     let min = time::Duration::try_from(min_age).ok()?;
+    let age = OffsetDateTime::now_utc() - created;
     if age >= min {
         return None;
     }
-    let drifted = drift(s, plan, newest, created);
-    if !drifted.is_empty() {
-        for d in &drifted {
+    let mut why = drift(s, plan, newest, created);
+    why.extend(record_drift(s, plan, newest));
+    if !why.is_empty() {
+        for d in &why {
             out.step(&format!("Due although min-age is not reached: {d}"));
         }
         return None;
     }
-    Some({
-        format!(
-            "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; no rotation (use force to rotate anyway)",
-            newest.name,
-            newest.id,
-            human(age),
-            humantime::format_duration(min_age)
-        )
-    })
+    Some(format!(
+        "Not due: the newest managed token `{}` (id {}) is {} old, min-age is {}; no rotation (use force to rotate anyway)",
+        newest.name,
+        newest.id,
+        human(age),
+        humantime::format_duration(min_age)
+    ))
 }
 
-/// Why each target that does not hold the newest managed token needs the rotation.
+/// Why each target that shows it does not hold the newest managed token needs the rotation.
 fn drift(s: &Settings, plan: &Plan, newest: &TokenInfo, created: OffsetDateTime) -> Vec<String> {
-    let Some(secrets) = &plan.secrets else {
-        return Vec::new();
-    };
     s.targets
         .iter()
-        .zip(secrets)
-        .filter_map(|(t, meta)| {
-            match lifecycle::target_state(Ok::<_, ()>(meta.as_ref()), Some(created)) {
-                TargetState::Current => None,
-                TargetState::Missing => Some(format!(
-                    "{} has no secret `{}` yet",
-                    t.label, crate::target::github_of(t).1
-                )),
-                TargetState::Stale | TargetState::Unknown => Some(format!(
-                    "secret `{}` of {} was last updated {}, before the newest managed token `{}` (id {}) was created {}",
-                    crate::target::github_of(t).1,
-                    t.label,
-                    meta.as_ref().map(|m| lifecycle::when(m.updated_at)).unwrap_or_default(),
-                    newest.name,
-                    newest.id,
-                    lifecycle::when(created)
-                )),
-            }
+        .zip(&plan.holdings)
+        .filter_map(|(t, h)| match h.as_ref()? {
+            Holding::Missing => Some(format!("{} holds no value yet", t.label)),
+            Holding::Sealed {
+                updated_at: Some(u),
+            } if u.unix_timestamp() < created.unix_timestamp() => Some(format!(
+                "{} was last updated {}, before the newest managed token `{}` (id {}) was created {}",
+                t.label,
+                lifecycle::when(*u),
+                newest.name,
+                newest.id,
+                lifecycle::when(created)
+            )),
+            Holding::Sealed { .. } => None,
+            Holding::Token(id) if *id == newest.id => None,
+            Holding::Token(id) => Some(format!(
+                "{} holds token id {id}, not the newest managed token `{}` (id {})",
+                t.label, newest.name, newest.id
+            )),
+            Holding::Other => Some(format!("{} holds a value that is not a Seqera token", t.label)),
         })
         .collect()
+}
+
+/// Why the record says the targets may not all hold the newest managed token.
+fn record_drift(s: &Settings, plan: &Plan, newest: &TokenInfo) -> Option<String> {
+    let r = plan.record.record()?;
+    if !plan.live.contains(&r.token_id) {
+        Some(format!(
+            "the record says the targets hold `{}` (id {}), which is no longer live",
+            r.token_name, r.token_id
+        ))
+    } else if r.token_id < newest.id {
+        Some(format!(
+            "the record names `{}` (id {}), older than the newest managed token `{}` (id {}): a run did not finish",
+            r.token_name, r.token_id, newest.name, newest.id
+        ))
+    } else if !r.covers(&s.targets) {
+        Some(format!(
+            "the targets changed since the record was written ({} then, {} now)",
+            r.count,
+            s.targets.len()
+        ))
+    } else {
+        None
+    }
 }
 
 /// Step 3, not due: retire the superseded tokens whose grace period is over, with the access
 /// token, revoking the access token itself last if it is one of them. A dry run only says so.
 async fn retire_not_due(s: &Settings, c: &Clients, plan: &Plan, out: &Report, o: &mut Outcome) {
-    let Some(newest) = plan.managed.first() else {
+    if !s.seqera.dry_run {
+        o.not_due = true;
+    }
+    // The evidence that no target holds a token: the record, which names the token every
+    // target held; only tokens older than it may go (SPEC §5, *The record*).
+    let Some(anchor) = plan
+        .record
+        .record()
+        .and_then(|r| plan.managed.iter().find(|t| t.id == r.token_id))
+    else {
+        if plan.managed.len() > 1 {
+            out.step("No record of what the targets hold: superseded tokens are left live (a rotating run revokes them)");
+        }
         return;
     };
     let now = OffsetDateTime::now_utc();
-    let r = lifecycle::retirement(&s.seqera.token_name, newest, &plan.managed, policy(s), now);
+    let r = lifecycle::retirement(&s.seqera.token_name, anchor, &plan.managed, policy(s), now);
     log_retirement(s, &r, now, out);
     o.retiring = r.retiring.clone();
     if s.seqera.dry_run {
@@ -558,7 +444,6 @@ async fn retire_not_due(s: &Settings, c: &Clients, plan: &Plan, out: &Report, o:
         }
         return;
     }
-    o.not_due = true;
     if r.revoke.is_empty() {
         return;
     }
@@ -623,18 +508,10 @@ fn print_plan(s: &Settings, c: &Clients, plan: &Plan, out: &Report) {
     out.step("Dry run: nothing will be changed. The plan:");
     out.step(&format!("  create Seqera token `{name}`"));
     for t in &s.targets {
-        out.step(&format!(
-            "  write secret `{}` to {}",
-            crate::target::github_of(t).1,
-            t.label
-        ));
+        out.step(&format!("  {}", c.stores.of(t).describe(t)));
     }
-    out.step(&format!(
-        "  {}",
-        pace::plan_line(s.targets.len(), c.github.pacer())
-    ));
-    for hint in pace::org_hints(&s.targets) {
-        out.step(&format!("  note: {hint}"));
+    for line in c.stores.plan(&s.targets) {
+        out.step(&format!("  {line}"));
     }
     // The new token's id is not known yet; every managed token is older than it.
     let now = OffsetDateTime::now_utc();
@@ -839,55 +716,41 @@ async fn rollback(client: &SeqeraClient, new: &NewToken, out: &Report) -> String
     }
 }
 
-/// Step 6: seal and write the new value to every target, at most `max-concurrency` at once.
-/// A 422 about the key fetches that key again and retries once.
-async fn store(
-    s: &Settings,
-    c: &Clients,
-    plan: &Plan,
-    new: &NewToken,
-    out: &Report,
-) -> Vec<TargetResult> {
-    let pacer = c.github.pacer();
-    out.step(&pace::plan_line(s.targets.len(), pacer));
-    for hint in pace::org_hints(&s.targets) {
-        out.step(&format!("Note: {hint}"));
+/// Step 6: write the new value to every target, at most `max-concurrency` writes at once;
+/// each ends written, refused or unknown, from its store's evidence.
+async fn store(s: &Settings, c: &Clients, new: &NewToken, out: &Report) -> Vec<TargetResult> {
+    for line in c.stores.plan(&s.targets) {
+        out.step(&line);
     }
+    let pacer = c.stores.pacer();
+    let run = run_key();
+    let value = NewValue {
+        value: &new.value,
+        id: new.info.id,
+        run: &run,
+    };
+    let value = &value;
     let (started, written) = (&AtomicUsize::new(0), &AtomicUsize::new(0));
     // Unordered, so a slow write never holds a slot; results go back to input order.
     let writes = stream::iter(s.targets.iter().enumerate())
         .map(|(i, t)| async move {
             started.fetch_add(1, Ordering::Relaxed);
-            let result = write_one(
-                c,
-                t,
-                plan.keys[crate::target::github_of(t).0].clone(),
-                plan.org.get(&i),
-                new,
-            )
-            .await;
+            let outcome = c.stores.of(t).write(t, value).await;
             written.fetch_add(1, Ordering::Relaxed);
-            match &result {
-                Ok(w) => out.step(&format!(
-                    "{} {}",
-                    if *w == Written::Created {
-                        "Created"
-                    } else {
-                        "Updated"
-                    },
+            match &outcome {
+                WriteOutcome::Written { created: true } => out.step(&format!("Created {}", t.label)),
+                WriteOutcome::Written { created: false } => {
+                    out.step(&format!("Updated {}", t.label))
+                }
+                WriteOutcome::Unknown(e) => out.warning(&format!(
+                    "No clear answer writing {}: {e}; it holds the new token or its previous one, so nothing is revoked",
                     t.label
                 )),
-                Err(e) if e.maybe_performed() => out.warning(&format!(
-                    "No clear answer writing {}: {e}; asking GitHub whether it was stored",
-                    t.label
-                )),
-                Err(e) => out.error(&format!("Could not write {}: {e}", t.label)),
+                WriteOutcome::Refused(e) => out.error(&format!("Could not write {}: {e}", t.label)),
             }
-            let maybe_written = matches!(&result, Err(e) if e.maybe_performed());
             let result = TargetResult {
                 label: t.label.clone(),
-                result: result.map_err(|e| e.to_string()),
-                maybe_written,
+                outcome,
             };
             (i, result)
         })
@@ -907,113 +770,11 @@ async fn store(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Settles every write that got no clear answer from the secret's metadata (SPEC §5.6): a
-/// confirmed write counts as done, a confirmed non-write as failed, anything else stays
-/// "may hold the new token".
-async fn resolve_unclear(
-    s: &Settings,
-    c: &Clients,
-    results: &mut [TargetResult],
-    reference: Option<OffsetDateTime>,
-    out: &Report,
-) {
-    let unclear: Vec<usize> = (0..results.len())
-        .filter(|&i| results[i].maybe_written)
-        .collect();
-    if unclear.is_empty() {
-        return;
-    }
-    let read = |ids: Vec<usize>| {
-        stream::iter(ids)
-            .map(|i| async move {
-                let t = &s.targets[i];
-                let meta = c
-                    .github
-                    .secret_metadata(
-                        crate::target::github_of(t).0,
-                        crate::target::github_of(t).1.as_str(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string());
-                (i, judge(meta, reference))
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .collect::<Vec<_>>()
-    };
-    let mut verdicts = read(unclear).await;
-    // "Not written" is only trusted once an attempt still in flight had time to land (a
-    // timed-out write can commit late): wait about one more timeout, then look again.
-    let again: Vec<usize> = verdicts
-        .iter()
-        .filter(|(_, v)| matches!(v, Resolution::NotWritten(_)))
-        .map(|(i, _)| *i)
-        .collect();
-    if !again.is_empty() {
-        tokio::time::sleep(s.seqera.timeout.min(Duration::from_secs(10))).await;
-        let second = read(again).await;
-        for (i, v) in second {
-            if let Some(slot) = verdicts.iter_mut().find(|(j, _)| *j == i) {
-                slot.1 = v;
-            }
-        }
-    }
-    for (i, verdict) in verdicts {
-        let r = &mut results[i];
-        let why = r.result.as_ref().err().cloned().unwrap_or_default();
-        match verdict {
-            Resolution::Written => {
-                out.step(&format!(
-                    "{}: the write got no clear answer ({why}), but GitHub's metadata shows it was stored",
-                    r.label
-                ));
-                r.result = Ok(Written::Updated);
-                r.maybe_written = false;
-            }
-            Resolution::NotWritten(how) => {
-                out.step(&format!("{}: not written ({how})", r.label));
-                r.result = Err(format!("{why}; not written ({how})"));
-                r.maybe_written = false;
-            }
-            Resolution::Unknown(how) => {
-                out.warning(&format!(
-                    "{}: the write got no clear answer and {how}; it may hold the new token, which is therefore kept",
-                    r.label
-                ));
-                r.result = Err(format!("{why}; may hold the new token ({how})"));
-            }
-        }
-    }
-}
-
-async fn write_one(
-    c: &Clients,
-    t: &Target,
-    mut key: PublicKey,
-    org: Option<&OrgWrite>,
-    new: &NewToken,
-) -> Result<Written, GithubError> {
-    let name = crate::target::github_of(t).1.as_str();
-    let mut refetched = false;
-    loop {
-        let sealed = seal(new.value.expose_secret().as_bytes(), &key);
-        match c
-            .github
-            .put_secret(
-                crate::target::github_of(t).0,
-                name,
-                &sealed,
-                &key.key_id,
-                org,
-            )
-            .await
-        {
-            Err(GithubError::KeyRejected(_)) if !refetched => {
-                refetched = true;
-                key = c.github.public_key(crate::target::github_of(t).0).await?;
-            }
-            other => return other,
-        }
-    }
+/// A key fixed for this run: with a target's label, a store's idempotency key for a write
+/// that is retried (AWS's `ClientRequestToken`).
+fn run_key() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
 }
 
 /// Step 7: revoke the managed tokens older than the new one, except the newest
@@ -1086,37 +847,4 @@ async fn revoke_tokens(
         }
     }
     (revoked, errors)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(secs: i64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(secs).unwrap()
-    }
-
-    fn meta(secs: i64) -> Result<Option<SecretMeta>, String> {
-        Ok(Some(SecretMeta {
-            updated_at: at(secs),
-            visibility: None,
-        }))
-    }
-
-    // Issue 9, defect 1: only a strictly later `updated_at` proves this run's write; only a
-    // strictly earlier one (or none) proves the previous value stands. Everything else keeps
-    // the new token live.
-    #[test]
-    fn unclear_writes_are_judged_by_whole_seconds_of_githubs_clock() {
-        let r = Some(at(1_000));
-        assert_eq!(judge(meta(1_001), r), Resolution::Written);
-        assert!(matches!(judge(meta(999), r), Resolution::NotWritten(_)));
-        assert!(matches!(judge(Ok(None), r), Resolution::NotWritten(_)));
-        assert!(matches!(judge(meta(1_000), r), Resolution::Unknown(_)));
-        assert!(matches!(judge(meta(1_001), None), Resolution::Unknown(_)));
-        assert!(matches!(
-            judge(Err("HTTP 500".into()), r),
-            Resolution::Unknown(_)
-        ));
-    }
 }

@@ -75,6 +75,8 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Superseded managed tokens stay live until their successor is at least this old (e.g. 6h: runs queued or running before the rotation keep a working token); every run revokes those whose time has come" },
     SettingSpec { name: "max-age", env: &[], default: None, switch: false,
         help: "status: unhealthy when the newest managed token is older than this (the rotation has stopped), e.g. 8d" },
+    SettingSpec { name: "state-variable", env: &[], default: Some("SEQERA_TOKEN_ROTATE_<TOKEN_NAME>"), switch: false,
+        help: "Actions variable of `repository` that records which token every target holds (needs \"Variables: Read and write\"); none: keep no record, and runs that are not due revoke nothing" },
     SettingSpec { name: "command", env: &[], default: Some("rotate"), switch: false,
         help: "What to run when no command is named on the command line: rotate, status or list (lets the Action run the status check)" },
 ];
@@ -439,6 +441,26 @@ pub struct Settings {
     pub grace_period: Duration,
     /// `status`: unhealthy when the newest managed token is older than this.
     pub max_age: Option<Duration>,
+    /// Where the record is kept (SPEC §5, *The record*); None: no record.
+    pub record: Option<crate::record::Place>,
+}
+
+/// `SEQERA_TOKEN_ROTATE_` and the token name upper-cased, every character other than `A-Z`
+/// and `0-9` turned into `_` (SPEC §2).
+pub fn default_state_variable(token_name: &TokenName) -> String {
+    let tail: String = token_name
+        .as_str()
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c.is_ascii_uppercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("SEQERA_TOKEN_ROTATE_{tail}")
 }
 
 /// Collects problems while checking, so the user sees all of them at once.
@@ -620,6 +642,7 @@ impl Settings {
         };
         let targets = secret_name.as_ref().and_then(|name| c.targets(name));
         let org_access = targets.as_ref().and_then(|t| c.org_access(t));
+        let record = seqera.as_ref().and_then(|q| c.record(&q.token_name));
 
         let value = (|| {
             Some(Settings {
@@ -635,6 +658,7 @@ impl Settings {
                 max_concurrency: max_concurrency?,
                 grace_period: grace_period?,
                 max_age: max_age?,
+                record: record?,
             })
         })();
         c.finish(value)
@@ -642,6 +666,39 @@ impl Settings {
 }
 
 impl Checker<'_> {
+    /// Where the record lives: `state-variable` (default from `token-name`) of `repository`;
+    /// None when it is `none` or there is no repository.
+    fn record(&mut self, token_name: &TokenName) -> Option<Option<crate::record::Place>> {
+        let given = match self.raw.get("state-variable") {
+            Some((_, Origin::Default)) | None => None,
+            Some(_) => self.value("state-variable").map(str::trim),
+        };
+        let name = match given {
+            Some(v) if v.eq_ignore_ascii_case("none") => return Some(None),
+            Some(v) => match SecretName::parse(v) {
+                Ok(n) => n.as_str().to_string(),
+                Err(e) => {
+                    self.fail(
+                        "state-variable",
+                        format!("{e}; or `none` to keep no record"),
+                    );
+                    return None;
+                }
+            },
+            None => default_state_variable(token_name),
+        };
+        let Some(repo) = self.value("repository") else {
+            return Some(None);
+        };
+        match parse_repository(repo.trim()) {
+            Ok((owner, repo)) => Some(Some(crate::record::Place { owner, repo, name })),
+            Err(e) => {
+                self.fail("repository", e);
+                None
+            }
+        }
+    }
+
     fn targets(&mut self, default_name: &SecretName) -> Option<Vec<Target>> {
         if let Some(text) = self.value("targets") {
             let ignored: Vec<_> = ["environment", "organization"]

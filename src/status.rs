@@ -10,13 +10,17 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::app::{settings_and_clients, Env, EXIT_FAILED, EXIT_OK};
-use crate::github::SecretMeta;
+use futures_util::stream::{self, StreamExt};
+
 use crate::lifecycle::{self, Policy, Superseded, TargetState};
 use crate::naming;
+use crate::record::{self, Record};
 use crate::report::Report;
-use crate::rotate::{policy, secrets_metadata, seqera_hint, Clients};
+use crate::rotate::{policy, seqera_hint, Clients};
 use crate::seqera::TokenInfo;
 use crate::settings::{Raw, TokenName};
+use crate::store::github::READ_CONCURRENCY;
+use crate::store::Holding;
 use crate::text::{md_cell, md_code, Scrubber};
 
 /// One target as `status` sees it.
@@ -28,12 +32,24 @@ pub struct TargetHealth {
     pub state: TargetState,
     /// The secret's last update, when known.
     pub updated_at: Option<OffsetDateTime>,
+    /// The token id its value carries, for a store that can be read.
+    pub token_id: Option<u64>,
+}
+
+/// What the record says, and whether its token is still live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHealth {
+    /// The record.
+    pub record: Record,
+    /// Its token is still live.
+    pub live: bool,
 }
 
 /// What `status` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
-    /// Every problem, one sentence each, naming the token or the target.
+    /// Every problem, one sentence each, naming the token or the target; the most
+    /// critical first.
     pub problems: Vec<String>,
     /// The managed tokens, newest first.
     pub tokens: Vec<TokenInfo>,
@@ -43,6 +59,8 @@ pub struct Health {
     pub retiring: Vec<Superseded>,
     /// Superseded tokens whose time has come but that are still live.
     pub overdue_revocations: Vec<Superseded>,
+    /// The record, when there is one.
+    pub record: Option<RecordHealth>,
 }
 
 impl Health {
@@ -52,15 +70,18 @@ impl Health {
     }
 }
 
-/// One target's secret as read: its label, secret name, and metadata (`Err`: unreadable).
-pub type TargetRead<'a> = (&'a str, &'a str, Result<Option<SecretMeta>, String>);
+/// One target as read: its label and what it holds (`Err`: cannot be told, and why).
+pub type TargetRead<'a> = (&'a str, Result<Holding, String>);
 
 /// Decides health from what was read. `tokens` is None when the token list could not be
-/// read (the reason is already a problem, passed in `problems`).
+/// read (the reason is already a problem, passed in `problems`); `covered`: the record
+/// speaks of exactly these targets.
+#[allow(clippy::too_many_arguments)]
 pub fn assess(
     base: &TokenName,
     tokens: Option<&[TokenInfo]>,
     targets: Vec<TargetRead<'_>>,
+    record: Option<(&Record, bool)>,
     policy: Policy,
     max_age: Option<Duration>,
     now: OffsetDateTime,
@@ -69,7 +90,34 @@ pub fn assess(
     let managed = tokens.map(|t| naming::managed(base, t)).unwrap_or_default();
     let newest = managed.first();
     let created = newest.and_then(|t| naming::created_at(base, t));
+    let live = |id: u64| tokens.is_some_and(|t| t.iter().any(|t| t.id == id));
     let mut h = Health::default();
+    if let (Some((r, covered)), Some(_)) = (record, tokens) {
+        let is_live = live(r.token_id);
+        h.record = Some(RecordHealth {
+            record: r.clone(),
+            live: is_live,
+        });
+        if !is_live {
+            // The targets hold a dead token: every consumer fails. The worst there is.
+            problems.insert(0, format!(
+                "critical: the record says every target holds `{}` (id {}), which is revoked or gone: the targets hold a dead token; run the rotation now (force: true)",
+                r.token_name, r.token_id
+            ));
+        } else if let Some(n) = newest.filter(|n| n.id > r.token_id) {
+            problems.push(format!(
+                "the newest managed token `{}` (id {}) is not in the record, which names `{}` (id {}): the last rotation did not finish; the next run is due and repairs it",
+                n.name, n.id, r.token_name, r.token_id
+            ));
+        }
+        if !covered {
+            problems.push(format!(
+                "the targets changed since the record was written ({} target(s) then, {} now): the new ones may hold another token; the next run is due",
+                r.count,
+                targets.len()
+            ));
+        }
+    }
     match (tokens, newest) {
         (None, _) => {}
         (Some(_), None) => problems.push(format!(
@@ -101,40 +149,88 @@ pub fn assess(
             h.overdue_revocations = r.revoke;
         }
     }
-    for (label, secret, meta) in targets {
-        let state = lifecycle::target_state(meta.as_ref().map(Option::as_ref), created);
-        let updated_at = meta
-            .as_ref()
-            .ok()
-            .and_then(|m| m.as_ref())
-            .map(|m| m.updated_at);
-        let problem = match (state, &meta) {
-            (TargetState::Current, _) => None,
-            (TargetState::Missing, _) => Some(format!(
-                "target {label} is missing: it has no secret `{secret}`"
-            )),
-            (TargetState::Stale, _) => Some(format!(
-                "target {label} is stale: secret `{secret}` was last updated {}, before the newest managed token `{}` (id {}) was created {}",
-                updated_at.map(lifecycle::when).unwrap_or_default(),
-                newest.map(|n| n.name.as_str()).unwrap_or_default(),
-                newest.map(|n| n.id).unwrap_or_default(),
-                created.map(lifecycle::when).unwrap_or_default(),
-            )),
-            (TargetState::Unknown, Err(e)) => Some(format!(
-                "target {label} is unknown: the metadata of secret `{secret}` cannot be read ({e})"
-            )),
-            // No managed token (or no token list) to compare with: already a problem.
-            (TargetState::Unknown, Ok(_)) if tokens.is_none() || newest.is_none() => None,
-            (TargetState::Unknown, Ok(_)) => Some(format!(
-                "target {label} is unknown: the newest managed token has no creation time to compare with"
-            )),
+    // A target that shows nothing (a hidden variable) is judged by the record alone.
+    let record_current = record.is_some_and(|(r, covered)| {
+        covered && live(r.token_id) && newest.is_some_and(|n| n.id == r.token_id)
+    });
+    for (label, read) in targets {
+        let mut t = TargetHealth {
+            label: label.to_string(),
+            state: TargetState::Unknown,
+            updated_at: None,
+            token_id: None,
+        };
+        let problem = match read {
+            Err(e) => Some(format!("target {label} is unknown: {e}")),
+            Ok(Holding::Missing) => {
+                t.state = TargetState::Missing;
+                Some(format!("target {label} is missing: it holds no value"))
+            }
+            Ok(Holding::Sealed { updated_at: None }) => {
+                if record_current {
+                    t.state = TargetState::Current;
+                }
+                None
+            }
+            Ok(Holding::Sealed {
+                updated_at: Some(u),
+            }) => {
+                t.updated_at = Some(u);
+                match (newest, created) {
+                    (Some(n), Some(c)) if u.unix_timestamp() < c.unix_timestamp() => {
+                        t.state = TargetState::Stale;
+                        Some(format!(
+                            "target {label} is stale: it was last updated {}, before the newest managed token `{}` (id {}) was created {}",
+                            lifecycle::when(u),
+                            n.name,
+                            n.id,
+                            lifecycle::when(c)
+                        ))
+                    }
+                    (Some(_), Some(_)) => {
+                        t.state = TargetState::Current;
+                        None
+                    }
+                    // No managed token (or no token list) to compare with: already a problem.
+                    (None, _) => None,
+                    (Some(_), None) => Some(format!(
+                        "target {label} is unknown: the newest managed token has no creation time to compare with"
+                    )),
+                }
+            }
+            Ok(Holding::Token(id)) => {
+                t.token_id = Some(id);
+                match newest {
+                    _ if tokens.is_some() && !live(id) => {
+                        t.state = TargetState::Stale;
+                        problems.insert(0, format!(
+                            "critical: target {label} holds token id {id}, which is revoked or gone; run the rotation now (force: true)"
+                        ));
+                        None
+                    }
+                    Some(n) if n.id == id => {
+                        t.state = TargetState::Current;
+                        None
+                    }
+                    Some(n) => {
+                        t.state = TargetState::Stale;
+                        Some(format!(
+                            "target {label} is stale: it holds token id {id}, not the newest managed token `{}` (id {})",
+                            n.name, n.id
+                        ))
+                    }
+                    None => None,
+                }
+            }
+            Ok(Holding::Other) => {
+                t.state = TargetState::Stale;
+                Some(format!(
+                    "target {label} is stale: it holds a value that is not a Seqera token"
+                ))
+            }
         };
         problems.extend(problem);
-        h.targets.push(TargetHealth {
-            label: label.to_string(),
-            state,
-            updated_at,
-        });
+        h.targets.push(t);
     }
     h.problems = problems;
     h.tokens = managed;
@@ -171,11 +267,22 @@ pub fn status_json(base: &TokenName, h: &Health) -> Value {
         "healthy": h.healthy(),
         "problems": h.problems,
         "tokens": h.tokens.iter().map(|t| token_json(base, t)).collect::<Vec<_>>(),
-        "targets": h.targets.iter().map(|t| json!({
-            "label": t.label,
-            "state": t.state.as_str(),
-            "updatedAt": rfc3339(t.updated_at),
-        })).collect::<Vec<_>>(),
+        "targets": h.targets.iter().map(|t| {
+            let mut v = json!({
+                "label": t.label,
+                "state": t.state.as_str(),
+                "updatedAt": rfc3339(t.updated_at),
+            });
+            if let Some(id) = t.token_id {
+                v["tokenId"] = id.into();
+            }
+            v
+        }).collect::<Vec<_>>(),
+        "record": h.record.as_ref().map_or(Value::Null, |r| json!({
+            "tokenId": r.record.token_id,
+            "at": r.record.at,
+            "live": r.live,
+        })),
     })
 }
 
@@ -240,16 +347,31 @@ pub fn summary(base: &TokenName, h: &Health, now: OffsetDateTime, scrubber: &Scr
             role(h, t, i)
         ));
     }
-    m.push_str("\n| Target | State | Secret updated |\n|---|---|---|\n");
+    m.push_str("\n| Target | State | Updated | Token id |\n|---|---|---|---|\n");
     for t in &h.targets {
         m.push_str(&format!(
-            "| {} | {} | {} |\n",
+            "| {} | {} | {} | {} |\n",
             code(&t.label),
             t.state.as_str(),
             t.updated_at
                 .map(lifecycle::when)
-                .unwrap_or_else(|| "—".into())
+                .unwrap_or_else(|| "—".into()),
+            t.token_id.map_or_else(|| "—".into(), |id| id.to_string())
         ));
+    }
+    match &h.record {
+        Some(r) => m.push_str(&format!(
+            "\nRecord: every target held {} (id {}) at {}; {}\n",
+            code(&r.record.token_name),
+            r.record.token_id,
+            cell(&r.record.at),
+            if r.live {
+                "still live"
+            } else {
+                "**revoked or gone**"
+            }
+        )),
+        None => m.push_str("\nNo record of which token the targets hold.\n"),
     }
     m
 }
@@ -257,7 +379,7 @@ pub fn summary(base: &TokenName, h: &Health, now: OffsetDateTime, scrubber: &Scr
 /// The `status` command: exit 0 healthy, 1 unhealthy, 2 invalid settings.
 pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let as_json = sub.get_flag("json");
-    let (s, Clients { seqera, github }) = match settings_and_clients(raw, env, out) {
+    let (s, Clients { seqera, stores }) = match settings_and_clients(raw, env, out) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -269,7 +391,11 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
             .map_err(|e| format!("the Seqera token list cannot be read: {}", seqera_hint(&e)))?;
         Ok::<_, String>((user, tokens))
     };
-    let (seqera_reads, metas) = tokio::join!(seqera_reads, secrets_metadata(&s, &github));
+    let holdings = stream::iter(s.targets.iter().map(|t| stores.of(t).inspect(t)))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>();
+    let rec = record::load(stores.github.client(), s.record.as_ref());
+    let (seqera_reads, holdings, rec) = tokio::join!(seqera_reads, holdings, rec);
     let mut problems = Vec::new();
     let tokens = match seqera_reads {
         Ok((user, tokens)) => {
@@ -284,18 +410,28 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
             None
         }
     };
+    match &rec {
+        record::Loaded::Off => {
+            out.step("No record is kept (state-variable: none, or no repository)")
+        }
+        record::Loaded::Unavailable(w) => out.step(w),
+        record::Loaded::Absent => out.step("No record yet: no rotation has written every target"),
+        record::Loaded::Found(_) => {}
+    }
     let reads = s
         .targets
         .iter()
-        .zip(metas)
-        .map(|(t, m)| (t.label.as_str(), crate::target::github_of(t).1.as_str(), m))
+        .zip(holdings)
+        .map(|(t, h)| (t.label.as_str(), h))
         .collect();
+    let record = rec.record().map(|r| (r, r.covers(&s.targets)));
     let now = OffsetDateTime::now_utc();
     let base = &s.seqera.token_name;
     let h = assess(
         base,
         tokens.as_deref(),
         reads,
+        record,
         policy(&s),
         s.max_age,
         now,
@@ -351,12 +487,28 @@ fn show(base: &TokenName, h: &Health, now: OffsetDateTime, as_json: bool, out: &
     }
     for t in &h.targets {
         out.step(&format!(
-            "Target {}: {}{}",
+            "Target {}: {}{}{}",
             t.label,
             t.state.as_str(),
             t.updated_at
-                .map(|u| format!(" (secret updated {})", lifecycle::when(u)))
+                .map(|u| format!(" (updated {})", lifecycle::when(u)))
+                .unwrap_or_default(),
+            t.token_id
+                .map(|id| format!(" (holds token id {id})"))
                 .unwrap_or_default()
+        ));
+    }
+    if let Some(r) = &h.record {
+        out.step(&format!(
+            "Record: every target held `{}` (id {}) at {}; {}",
+            r.record.token_name,
+            r.record.token_id,
+            r.record.at,
+            if r.live {
+                "still live"
+            } else {
+                "REVOKED OR GONE"
+            }
         ));
     }
 }
@@ -382,11 +534,16 @@ mod tests {
         }
     }
 
-    fn meta(at: OffsetDateTime) -> Result<Option<SecretMeta>, String> {
-        Ok(Some(SecretMeta {
-            updated_at: at,
-            visibility: None,
-        }))
+    fn meta(at: OffsetDateTime) -> Result<Holding, String> {
+        Ok(Holding::Sealed {
+            updated_at: Some(at),
+        })
+    }
+
+    fn record(token: &TokenInfo, labels: &str) -> Record {
+        let default = crate::target::SecretName::parse("S").unwrap();
+        let targets = crate::target::parse_targets(labels, &default).unwrap();
+        Record::new(token, &targets, NOW)
     }
 
     fn grace(h: u64) -> Policy {
@@ -405,7 +562,8 @@ mod tests {
         let h = assess(
             &base(),
             Some(&tokens),
-            vec![("repo:o/a", "S", meta(NOW))],
+            vec![("repo:o/a", meta(NOW))],
+            None,
             grace(6),
             Some(8 * 24 * H),
             NOW,
@@ -424,11 +582,12 @@ mod tests {
             &base(),
             Some(&tokens),
             vec![
-                ("repo:o/a", "S", meta(NOW - time::Duration::days(10))),
-                ("repo:o/b", "S", Ok(None)),
-                ("repo:o/c", "S", Err("HTTP 403".into())),
-                ("repo:o/d", "S", meta(NOW)),
+                ("repo:o/a", meta(NOW - time::Duration::days(10))),
+                ("repo:o/b", Ok(Holding::Missing)),
+                ("repo:o/c", Err("HTTP 403".into())),
+                ("repo:o/d", meta(NOW)),
             ],
+            None,
             grace(6),
             Some(8 * 24 * H),
             NOW,
@@ -456,7 +615,8 @@ mod tests {
         let h = assess(
             &base(),
             Some(&[]),
-            vec![("repo:o/a", "S", meta(NOW))],
+            vec![("repo:o/a", meta(NOW))],
+            None,
             grace(0),
             None,
             NOW,
@@ -467,7 +627,8 @@ mod tests {
         let h = assess(
             &base(),
             None,
-            vec![("repo:o/a", "S", Ok(None))],
+            vec![("repo:o/a", Ok(Holding::Missing))],
+            None,
             grace(0),
             None,
             NOW,
@@ -475,5 +636,99 @@ mod tests {
         );
         assert_eq!(h.problems.len(), 2, "{:?}", h.problems);
         assert_eq!(outputs(&h)[1].1.lines().count(), 2);
+    }
+
+    // Issue 15: the record is what status trusts; a dead recorded token is the worst problem.
+    #[test]
+    fn a_dead_recorded_token_is_the_first_and_critical_problem() {
+        let newest = tok(20, NOW - time::Duration::hours(1));
+        let dead = tok(15, NOW - time::Duration::hours(2));
+        let tokens = [newest.clone()];
+        let r = record(&dead, "repo:o/a");
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![("repo:o/a", meta(NOW))],
+            Some((&r, true)),
+            grace(0),
+            None,
+            NOW,
+            vec![],
+        );
+        assert!(h.problems[0].starts_with("critical:"), "{:?}", h.problems);
+        assert!(h.problems[0].contains("id 15"), "{:?}", h.problems);
+        assert_eq!(status_json(&base(), &h)["record"]["live"], false);
+        // The same record naming the live newest token, covering the targets: healthy.
+        let r = record(&newest, "repo:o/a");
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![
+                ("repo:o/a", meta(NOW)),
+                ("gitlab:g/p", Ok(Holding::Sealed { updated_at: None })),
+            ],
+            Some((&r, true)),
+            grace(0),
+            None,
+            NOW,
+            vec![],
+        );
+        assert!(h.healthy(), "{:?}", h.problems);
+        assert_eq!(h.targets[1].state, TargetState::Current);
+        assert_eq!(status_json(&base(), &h)["record"]["tokenId"], 20);
+    }
+
+    #[test]
+    fn a_record_behind_the_newest_token_or_other_targets_is_a_problem() {
+        let newest = tok(20, NOW - time::Duration::hours(1));
+        let older = tok(10, NOW - time::Duration::days(2));
+        let tokens = [newest.clone(), older.clone()];
+        let r = record(&older, "repo:o/a");
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![("repo:o/a", meta(NOW))],
+            Some((&r, false)),
+            grace(6),
+            None,
+            NOW,
+            vec![],
+        );
+        let p = h.problems.join("\n");
+        assert!(
+            p.contains("not in the record") && p.contains("did not finish"),
+            "{p}"
+        );
+        assert!(p.contains("targets changed"), "{p}");
+        // Without a record a hidden target is unknown, which is not a problem.
+        let h = assess(
+            &base(),
+            Some(&tokens),
+            vec![("gitlab:g/p", Ok(Holding::Sealed { updated_at: None }))],
+            None,
+            grace(6),
+            None,
+            NOW,
+            vec![],
+        );
+        assert_eq!(h.targets[0].state, TargetState::Unknown);
+        assert!(h.healthy(), "{:?}", h.problems);
+    }
+
+    #[test]
+    fn a_readable_target_holding_a_revoked_token_is_critical() {
+        let newest = tok(20, NOW - time::Duration::hours(1));
+        let h = assess(
+            &base(),
+            Some(&[newest]),
+            vec![("vault:kv/seqera", Ok(Holding::Token(7)))],
+            None,
+            grace(0),
+            None,
+            NOW,
+            vec![],
+        );
+        assert!(h.problems[0].starts_with("critical:") && h.problems[0].contains("token id 7"));
+        assert_eq!(status_json(&base(), &h)["targets"][0]["tokenId"], 7);
     }
 }

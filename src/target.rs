@@ -187,13 +187,6 @@ impl Target {
     }
 }
 
-/// The GitHub secret of a target (every target is one, until other stores come).
-pub fn github_of(t: &Target) -> (&Scope, &SecretName) {
-    match &t.place {
-        Place::Github { scope, secret } => (scope, secret),
-    }
-}
-
 /// A `targets` line that could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("targets line {line}: {reason}")]

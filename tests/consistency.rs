@@ -94,6 +94,8 @@ fn action_defaults_and_required_match_the_settings() {
             "github-api-url" => assert_eq!(default, Some("${{ github.api_url }}")),
             // An input default would shadow TOWER_API_ENDPOINT; the binary applies it.
             "seqera-api-url" => assert_eq!(default, None),
+            // Computed from token-name by the binary; an input default would be taken literally.
+            "state-variable" => assert_eq!(default, None),
             _ => assert_eq!(
                 default, s.default,
                 "{}: action.yml default vs SETTINGS",

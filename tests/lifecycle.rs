@@ -174,6 +174,8 @@ fn a_not_due_run_revokes_the_access_token_itself_last() {
     let t2 = w.sb.create_token(w.user, "ci-20250201-000000");
     let t3 = w.sb.create_token(w.user, "ci-20250301-000000");
     w.sb.put_secret_plain(&World::repo_scope(), SECRET, &t3.value, None, &[]);
+    // The record a complete rotation to t3 would have left: the evidence to retire by.
+    w.set_record(&t3, &["repo:octo/app"]);
     w.sb.advance_clock(7 * HOUR);
     let run = w.run(
         &grace(&[("INPUT_SEQERA-ACCESS-TOKEN", t2.value.as_str()), NOT_DUE]),
@@ -234,7 +236,7 @@ fn a_new_target_gets_the_token_on_the_next_scheduled_run() {
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.out("rotated"), "true");
     assert!(
-        run.stdout.contains("repo:octo/other has no secret"),
+        run.stdout.contains("repo:octo/other holds no value"),
         "{}",
         run.stdout
     );
@@ -271,8 +273,7 @@ fn a_stale_target_makes_the_rotation_due_and_says_why() {
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.out("rotated"), "true");
     assert!(
-        run.stdout.contains("of repo:octo/other was last updated")
-            && run.stdout.contains(&first.name),
+        run.stdout.contains("repo:octo/other was last updated") && run.stdout.contains(&first.name),
         "{}",
         run.stdout
     );

@@ -89,7 +89,10 @@ fn stale_and_missing_targets_are_named() {
     let run = status(&w, &[("INPUT_TARGETS", three), MAX_AGE]);
     assert_eq!(run.code, 1, "{run:#?}");
     let problems: Vec<&str> = run.out("problems").lines().collect();
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    // The record was written for two targets; status is asked about three.
+    assert!(problems[0].contains("targets changed"), "{problems:?}");
+    let problems = &problems[1..];
     assert!(
         problems[0].contains("repo:octo/other is stale"),
         "{problems:?}"
@@ -98,7 +101,7 @@ fn stale_and_missing_targets_are_named() {
         problems[1].contains("repo:octo/third is missing"),
         "{problems:?}"
     );
-    assert_eq!(errors(&run).len(), 2, "{}", run.stdout);
+    assert_eq!(errors(&run).len(), 3, "{}", run.stdout);
 }
 
 #[test]
@@ -183,10 +186,20 @@ fn json_documents_have_the_spec_shapes() {
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["healthy", "problems", "targets", "tokens"]);
+    assert_eq!(keys, ["healthy", "problems", "record", "targets", "tokens"]);
     assert_eq!(doc["healthy"], false);
-    assert_eq!(doc["problems"].as_array().unwrap().len(), 1);
+    let record = doc["record"].as_object().expect("the record");
+    let mut rkeys: Vec<&str> = record.keys().map(String::as_str).collect();
+    rkeys.sort_unstable();
+    assert_eq!(rkeys, ["at", "live", "tokenId"]);
+    assert_eq!(doc["record"]["live"], true);
+    // octo/other is missing, and the record spoke of one target, not two.
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 2, "{doc}");
     assert!(doc["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("targets changed"));
+    assert!(doc["problems"][1]
         .as_str()
         .unwrap()
         .contains("repo:octo/other"));

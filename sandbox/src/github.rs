@@ -30,6 +30,7 @@ const MEDIA_TYPE: &str = "application/vnd.github+json";
 const USER_AGENT_PREFIX: &str = "seqera-token-rotate/";
 const DOCS: &str = "https://docs.github.com/rest";
 const SECRETS_DOCS: &str = "https://docs.github.com/rest/actions/secrets";
+const VARIABLES_DOCS: &str = "https://docs.github.com/rest/actions/variables";
 /// GitHub: "Secrets are limited to 48 KB in size."
 const MAX_SECRET_BYTES: usize = 48 * 1024;
 const AUTHENTICATED_LIMIT: u32 = 5000;
@@ -38,7 +39,17 @@ const VISIBILITIES: [&str; 3] = ["all", "private", "selected"];
 
 struct Token {
     can_write: bool,
+    /// May read and write Actions variables ("Variables: Read and write").
+    variables: bool,
     used: u32,
+}
+
+/// A repository's Actions variable: its value is plain text, readable by the API.
+struct Variable {
+    name: String,
+    value: String,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
 }
 
 struct Account {
@@ -111,6 +122,8 @@ pub(crate) struct State {
     writes_at: VecDeque<Instant>,
     /// Writes answered with a secondary rate limit instead of being performed.
     limited: u64,
+    /// Actions variables by (lower-case owner, lower-case repository), then upper-case name.
+    variables: HashMap<(String, String), BTreeMap<String, Variable>>,
 }
 
 impl State {
@@ -130,6 +143,7 @@ impl State {
             write_limits: Vec::new(),
             writes_at: VecDeque::new(),
             limited: 0,
+            variables: HashMap::new(),
         }
     }
 
@@ -142,8 +156,47 @@ impl State {
     // ----- set-up and inspection (from `Sandbox`) -----
 
     pub(crate) fn add_token(&mut self, value: &str, can_write: bool) {
-        self.tokens
-            .insert(value.to_owned(), Token { can_write, used: 0 });
+        self.tokens.insert(
+            value.to_owned(),
+            Token {
+                can_write,
+                variables: true,
+                used: 0,
+            },
+        );
+    }
+
+    pub(crate) fn set_variables_access(&mut self, value: &str, allowed: bool) {
+        if let Some(t) = self.tokens.get_mut(value) {
+            t.variables = allowed;
+        }
+    }
+
+    pub(crate) fn variable(&self, owner: &str, repo: &str, name: &str) -> Option<String> {
+        self.variables
+            .get(&(owner.to_lowercase(), repo.to_lowercase()))?
+            .get(&name.to_ascii_uppercase())
+            .map(|v| v.value.clone())
+    }
+
+    pub(crate) fn set_variable(&mut self, owner: &str, repo: &str, name: &str, value: &str) {
+        let now = clock::now();
+        let vars = self
+            .variables
+            .entry((owner.to_lowercase(), repo.to_lowercase()))
+            .or_default();
+        let created_at = vars
+            .get(&name.to_ascii_uppercase())
+            .map_or(now, |v| v.created_at);
+        vars.insert(
+            name.to_ascii_uppercase(),
+            Variable {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                created_at,
+                updated_at: now,
+            },
+        );
     }
 
     fn account(&mut self, login: &str) -> u64 {
@@ -422,6 +475,20 @@ impl State {
                     None => not_found(),
                 }
             }
+            Route::Variables { owner, repo } | Route::Variable { owner, repo, .. }
+                if self.repo(&owner, &repo).is_none() =>
+            {
+                not_found()
+            }
+            Route::Variables { owner, repo } if *method == Method::POST => {
+                self.variables_op(req, |s| s.create_variable(&owner, &repo, req))
+            }
+            Route::Variable { owner, repo, name } if *method == Method::GET => {
+                self.variables_op(req, |s| s.get_variable(&owner, &repo, &name))
+            }
+            Route::Variable { owner, repo, name } if *method == Method::PATCH => {
+                self.variables_op(req, |s| s.patch_variable(&owner, &repo, &name, req))
+            }
             Route::List(scope) if *method == Method::GET => self.list_secrets(req, &scope),
             Route::PublicKey(scope) if *method == Method::GET => match self.public_key(&scope) {
                 Some(k) => json(200, &json!({ "key_id": k.key_id, "key": k.key })),
@@ -448,6 +515,104 @@ impl State {
             }
             _ => not_found(),
         }
+    }
+
+    /// Variables need their own permission: without it, GitHub's 403 naming it.
+    fn variables_op(&mut self, req: &Req, op: impl FnOnce(&mut State) -> Resp) -> Resp {
+        let allowed = bearer(req)
+            .and_then(|v| self.tokens.get(v))
+            .is_some_and(|t| t.variables);
+        if !allowed {
+            let need = if req.method == Method::GET {
+                "actions_variables=read"
+            } else {
+                "actions_variables=write"
+            };
+            return with_header(
+                error(
+                    403,
+                    "Resource not accessible by integration",
+                    VARIABLES_DOCS,
+                ),
+                "x-accepted-github-permissions",
+                need,
+            );
+        }
+        op(self)
+    }
+
+    fn get_variable(&self, owner: &str, repo: &str, name: &str) -> Resp {
+        let key = (owner.to_lowercase(), repo.to_lowercase());
+        match self
+            .variables
+            .get(&key)
+            .and_then(|m| m.get(&name.to_ascii_uppercase()))
+        {
+            Some(v) => json(
+                200,
+                &json!({
+                    "name": v.name,
+                    "value": v.value,
+                    "created_at": clock::github(v.created_at),
+                    "updated_at": clock::github(v.updated_at),
+                }),
+            ),
+            None => not_found(),
+        }
+    }
+
+    /// `{"name", "value"}` from a variable write's body, or GitHub's 422.
+    fn variable_body(req: &Req, need_name: bool) -> Result<(Option<String>, String), Box<Resp>> {
+        let body: Value = serde_json::from_slice(&req.body)
+            .map_err(|_| Box::new(error(400, "Problems parsing JSON", VARIABLES_DOCS)))?;
+        let name = body.get("name").and_then(Value::as_str).map(str::to_owned);
+        let value = body.get("value").and_then(Value::as_str).map(str::to_owned);
+        match (name, value) {
+            (None, _) if need_name => Err(Box::new(invalid("name wasn't supplied."))),
+            (_, None) => Err(Box::new(invalid("value wasn't supplied."))),
+            (Some(n), _) if check_secret_name(&n).is_err() => {
+                Err(Box::new(invalid("name is not a valid variable name.")))
+            }
+            (n, Some(v)) => Ok((n, v)),
+        }
+    }
+
+    fn create_variable(&mut self, owner: &str, repo: &str, req: &Req) -> Resp {
+        let (name, value) = match Self::variable_body(req, true) {
+            Ok(x) => x,
+            Err(resp) => return *resp,
+        };
+        let name = name.unwrap_or_default();
+        if self.variable(owner, repo, &name).is_some() {
+            return error(
+                409,
+                "Already exists - Variable already exists",
+                VARIABLES_DOCS,
+            );
+        }
+        self.set_variable(owner, repo, &name, &value);
+        json(201, &json!({}))
+    }
+
+    fn patch_variable(&mut self, owner: &str, repo: &str, name: &str, req: &Req) -> Resp {
+        if self.variable(owner, repo, name).is_none() {
+            return not_found();
+        }
+        let (new_name, value) = match Self::variable_body(req, false) {
+            Ok(x) => x,
+            Err(resp) => return *resp,
+        };
+        if new_name.is_some_and(|n| !n.eq_ignore_ascii_case(name)) {
+            return invalid("sandbox: renaming a variable is not supported");
+        }
+        let stored = self
+            .variables
+            .get(&(owner.to_lowercase(), repo.to_lowercase()))
+            .and_then(|m| m.get(&name.to_ascii_uppercase()))
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| name.to_owned());
+        self.set_variable(owner, repo, &stored, &value);
+        empty(204)
     }
 
     pub(crate) fn set_write_limits(&mut self, limits: &[(usize, Duration)]) {
@@ -1163,6 +1328,15 @@ fn segments(path: &str) -> Option<Vec<String>> {
 
 enum Route {
     RateLimit,
+    Variables {
+        owner: String,
+        repo: String,
+    },
+    Variable {
+        owner: String,
+        repo: String,
+        name: String,
+    },
     Repo {
         owner: String,
         repo: String,
@@ -1188,6 +1362,19 @@ fn route(segs: &[String]) -> Option<Route> {
             return Some(Route::Repo {
                 owner: own(o),
                 repo: own(r),
+            })
+        }
+        ["repos", o, r, "actions", "variables"] => {
+            return Some(Route::Variables {
+                owner: own(o),
+                repo: own(r),
+            })
+        }
+        ["repos", o, r, "actions", "variables", n] => {
+            return Some(Route::Variable {
+                owner: own(o),
+                repo: own(r),
+                name: own(n),
             })
         }
         ["repos", o, r, "environments", e] => {

@@ -22,8 +22,14 @@
 //!   wants to keep the current list must read it and send it again.
 //!
 //! Every answer of both fakes carries a `Date` header (RFC 7231 IMF-fixdate) from
-//! the same clock as Seqera's `dateCreated` and GitHub's `updated_at`, so a client
-//! can tell whether a secret was written after a given answer (in whole seconds).
+//! the same clock as Seqera's `dateCreated` and GitHub's `updated_at` (a fault may
+//! send any other `Date`: clocks are not evidence, and the client must not treat
+//! them as such).
+//!
+//! GitHub Actions variables of a repository (`GET/PATCH …/actions/variables/{name}`,
+//! `POST …/actions/variables`) are served too, for the tool's record of which token
+//! the targets hold; [`Sandbox::set_variables_access`] takes a token's "Variables"
+//! permission away (403 with `x-accepted-github-permissions`).
 //!
 //! Hostile servers, for tests of what a client does with an answer it cannot trust:
 //!
@@ -569,6 +575,22 @@ impl Sandbox {
     /// an `x-accepted-github-permissions` header.
     pub fn add_github_token(&self, value: &str, can_write_secrets: bool) {
         lock(&self.shared.github).add_token(value, can_write_secrets);
+    }
+
+    /// Takes away (or gives back) a GitHub token's "Variables: Read and write"
+    /// permission: without it, variable requests get 403 naming the permission.
+    pub fn set_variables_access(&self, token: &str, allowed: bool) {
+        lock(&self.shared.github).set_variables_access(token, allowed);
+    }
+
+    /// The value of a repository's Actions variable, if it exists.
+    pub fn variable(&self, owner: &str, repo: &str, name: &str) -> Option<String> {
+        lock(&self.shared.github).variable(owner, repo, name)
+    }
+
+    /// Sets a repository's Actions variable as if someone else had written it.
+    pub fn set_variable(&self, owner: &str, repo: &str, name: &str, value: &str) {
+        lock(&self.shared.github).set_variable(owner, repo, name, value);
     }
 
     /// Adds a repository (with its own Actions, Dependabot and Codespaces key pairs)

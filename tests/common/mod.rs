@@ -17,6 +17,8 @@ pub const OWNER: &str = "octo";
 pub const REPO: &str = "app";
 pub const SECRET: &str = "TOWER_ACCESS_TOKEN";
 pub const NAME: &str = "ci";
+/// The record's Actions variable for `NAME` (SPEC §2's default).
+pub const RECORD_VARIABLE: &str = "SEQERA_TOKEN_ROTATE_CI";
 
 /// A sandbox with one Seqera user, their personal access token, a GitHub token that may
 /// write secrets, and the repository octo/app.
@@ -92,6 +94,24 @@ impl World {
             env.insert(k.to_string(), v.to_string());
         }
         run_binary(&env, args, self.dir.path(), false)
+    }
+
+    /// Writes the record (SPEC §5, *The record*) a complete rotation of `token` to the
+    /// targets `labels` would have left, as the Actions variable of octo/app.
+    pub fn set_record(&self, token: &SeqeraToken, labels: &[&str]) {
+        let mut sorted = labels.to_vec();
+        sorted.sort_unstable();
+        let d = ring::digest::digest(&ring::digest::SHA256, sorted.join("\n").as_bytes());
+        let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let record = serde_json::json!({
+            "tokenId": token.id,
+            "tokenName": token.name,
+            "targets": format!("sha256:{hex}"),
+            "count": labels.len(),
+            "at": "2026-01-01T00:00:00Z",
+        });
+        self.sb
+            .set_variable(OWNER, REPO, RECORD_VARIABLE, &record.to_string());
     }
 
     /// Every token value the sandbox ever issued, plus the GitHub token.
