@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::target::Target;
+use crate::target::{StoreKind, Target};
 
 pub use github::GithubStore;
 
@@ -137,11 +137,61 @@ pub struct Stores {
     pub github: GithubStore,
 }
 
+/// The store of a kind this run has no client for: every call fails, saying so (settings
+/// validation makes it unreachable; it is here so that no target can cause a panic).
+struct Absent(StoreKind);
+
+impl Absent {
+    fn why(&self, t: &Target) -> String {
+        format!("{}: no {} client is configured", t.label, self.0.name())
+    }
+}
+
+impl Store for Absent {
+    fn prepare<'a>(
+        &'a self,
+        targets: &'a [&'a Target],
+        _drift: bool,
+    ) -> BoxFuture<'a, Result<Vec<Option<Holding>>, String>> {
+        let why = targets.first().map(|t| self.why(t)).unwrap_or_default();
+        Box::pin(async move { Err(why) })
+    }
+
+    fn write<'a>(&'a self, target: &'a Target, _: &'a NewValue<'a>) -> BoxFuture<'a, WriteOutcome> {
+        let why = self.why(target);
+        Box::pin(async move { WriteOutcome::Refused(why) })
+    }
+
+    fn inspect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Holding, String>> {
+        let why = self.why(target);
+        Box::pin(async move { Err(why) })
+    }
+
+    fn describe(&self, target: &Target) -> String {
+        self.why(target)
+    }
+
+    fn plan(&self, _targets: &[&Target]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+static ABSENT: [Absent; 5] = [
+    Absent(StoreKind::Github),
+    Absent(StoreKind::AwsSm),
+    Absent(StoreKind::AwsSsm),
+    Absent(StoreKind::Vault),
+    Absent(StoreKind::Gitlab),
+];
+
 impl Stores {
     /// The store that keeps `target`.
     pub fn of(&self, target: &Target) -> &dyn Store {
-        match target.place {
-            crate::target::Place::Github { .. } => &self.github,
+        let absent =
+            |k: StoreKind| -> &dyn Store { ABSENT.iter().find(|a| a.0 == k).unwrap_or(&ABSENT[0]) };
+        match target.store_kind() {
+            StoreKind::Github => &self.github,
+            k => absent(k),
         }
     }
 
