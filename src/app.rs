@@ -20,7 +20,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
-use crate::store::{GithubStore, Stores, WriteOutcome};
+use crate::store::{GithubStore, Mask, Stores, VaultStore, WriteOutcome};
 use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
@@ -194,9 +194,19 @@ pub(crate) fn settings_and_clients(
                 github_client(http.clone(), &s, github_token, env),
                 s.org_access.clone(),
             ),
+            vault: s
+                .vault
+                .clone()
+                .map(|v| VaultStore::new(http.clone(), v, mask(out))),
         },
     };
     Ok((s, clients))
+}
+
+/// Masks (`::add-mask::`) and scrubs a credential a store obtains at run time.
+fn mask(out: &Report) -> Mask {
+    let out = out.clone();
+    std::sync::Arc::new(move |v: &SecretString| out.mask(v))
 }
 
 /// The `rotate` command, from raw settings to exit code.

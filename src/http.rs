@@ -32,6 +32,13 @@ pub enum Api {
     Seqera,
     /// GitHub REST.
     Github,
+    /// HashiCorp Vault / OpenBao: the token goes in `X-Vault-Token` (none before login).
+    Vault,
+    /// GitLab REST: `Authorization: Bearer`, which takes every kind of GitLab token
+    /// (personal, project, group and OAuth access tokens; `PRIVATE-TOKEN` takes no OAuth one).
+    Gitlab,
+    /// The runner's OIDC token service (`ACTIONS_ID_TOKEN_REQUEST_URL`), bearer auth.
+    Actions,
 }
 
 /// The `User-Agent` of every request.
@@ -244,15 +251,15 @@ impl Http {
 
     /// Sends a request with the retry policy; returns a response with a 2xx status, or the
     /// reason there is none.
-    pub async fn send(
+    async fn send(
         &self,
-        api: Api,
+        to: &ApiClient,
         method: Method,
         url: Url,
-        bearer: &SecretString,
         body: Option<&serde_json::Value>,
         retry: Retry,
     ) -> Result<Response, HttpError> {
+        let api = to.api;
         let mut attempt = 0u32;
         let mut unanswered = false;
         loop {
@@ -260,7 +267,7 @@ impl Http {
                 p.acquire().await;
             }
             let result = self
-                .once(api, method.clone(), url.clone(), bearer, body)
+                .once(to, method.clone(), url.clone(), body)
                 .await
                 .and_then(reject_broken_success);
             // A request that reached the server and got no clear answer may have been
@@ -329,31 +336,44 @@ impl Http {
 
     async fn once(
         &self,
-        api: Api,
+        to: &ApiClient,
         method: Method,
         url: Url,
-        bearer: &SecretString,
         body: Option<&serde_json::Value>,
     ) -> Result<Response, HttpError> {
-        let mut auth = HeaderValue::from_str(&Zeroizing::new(format!(
-            "Bearer {}",
-            bearer.expose_secret()
-        )))
-        .map_err(|_| HttpError::Decode {
-            detail: "the token cannot be sent in an HTTP header".into(),
-        })?;
-        auth.set_sensitive(true);
+        let (api, bearer) = (to.api, &to.token);
+        let header = |prefix: &str| {
+            let mut v = HeaderValue::from_str(&Zeroizing::new(format!(
+                "{prefix}{}",
+                bearer.expose_secret()
+            )))
+            .map_err(|_| HttpError::Decode {
+                detail: "the token cannot be sent in an HTTP header".into(),
+            })?;
+            v.set_sensitive(true);
+            Ok::<_, HttpError>(v)
+        };
         let mut req = self
             .client
             .request(method, url)
-            .header(AUTHORIZATION, auth)
             .header(USER_AGENT, USER_AGENT_VALUE);
         req = match api {
             Api::Github => req
+                .header(AUTHORIZATION, header("Bearer ")?)
                 .header(ACCEPT, "application/vnd.github+json")
                 .header("X-GitHub-Api-Version", "2022-11-28"),
-            Api::Seqera => req.header(ACCEPT, "application/json"),
+            // No token yet (the JWT login itself): no header.
+            Api::Vault if bearer.expose_secret().is_empty() => {
+                req.header(ACCEPT, "application/json")
+            }
+            Api::Vault => req
+                .header("X-Vault-Token", header("")?)
+                .header(ACCEPT, "application/json"),
+            Api::Seqera | Api::Gitlab | Api::Actions => req
+                .header(AUTHORIZATION, header("Bearer ")?)
+                .header(ACCEPT, "application/json"),
         };
+        req = req.headers(to.headers.clone());
         if let Some(b) = body {
             req = req
                 .header(CONTENT_TYPE, "application/json")
@@ -469,8 +489,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// on what the body was, else the body's text.
 fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-            return m.to_string();
+        match v.get("message") {
+            Some(serde_json::Value::String(m)) => return m.to_string(),
+            // GitLab's validation errors: `{"message":{"key":["has already been taken"]}}`.
+            Some(m @ serde_json::Value::Object(_)) => return m.to_string(),
+            _ => {}
+        }
+        // Vault: `{"errors":["permission denied"]}`.
+        if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
+            let texts: Vec<&str> = errors.iter().filter_map(|e| e.as_str()).collect();
+            if !texts.is_empty() {
+                return texts.join("; ");
+            }
+        }
+        // OAuth-style (GitLab): `{"error":"insufficient_scope","error_description":"…"}`.
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return match v.get("error_description").and_then(|d| d.as_str()) {
+                Some(d) => format!("{e}: {d}"),
+                None => e.to_string(),
+            };
         }
     }
     let ctype = headers
@@ -609,6 +646,8 @@ pub struct ApiClient {
     api: Api,
     base: Url,
     token: SecretString,
+    /// Sent on every request besides the API's own (Vault's `X-Vault-Namespace`).
+    headers: HeaderMap,
 }
 
 impl ApiClient {
@@ -620,7 +659,14 @@ impl ApiClient {
             api,
             base,
             token,
+            headers: HeaderMap::new(),
         }
+    }
+
+    /// The same client sending `name: value` on every request.
+    pub fn with_header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
     }
 
     /// The same API and token, every attempt paced by `pacer`.
@@ -633,7 +679,10 @@ impl ApiClient {
 
     /// The same API authenticating with another token.
     pub fn with_token(&self, token: SecretString) -> Self {
-        Self::new(self.http.clone(), self.api, self.base.clone(), token)
+        Self {
+            headers: self.headers.clone(),
+            ..Self::new(self.http.clone(), self.api, self.base.clone(), token)
+        }
     }
 
     /// `base` + percent-encoded `segments`.
@@ -641,7 +690,7 @@ impl ApiClient {
         endpoint(&self.base, segments)
     }
 
-    /// Sends with the retry policy (see [`Http::send`]).
+    /// Sends with the retry policy of SPEC §5; a 2xx response, or the reason there is none.
     pub async fn send(
         &self,
         method: Method,
@@ -649,9 +698,7 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
         retry: Retry,
     ) -> Result<Response, HttpError> {
-        self.http
-            .send(self.api, method, url, &self.token, body, retry)
-            .await
+        self.http.send(self, method, url, body, retry).await
     }
 
     /// Registers another value (e.g. a token just received) for scrubbing.

@@ -9,6 +9,7 @@
 //! that *unknown* is sticky: nothing a later attempt answers, short of success, undoes it.
 
 pub mod github;
+pub mod vault;
 
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
@@ -17,6 +18,11 @@ use time::OffsetDateTime;
 use crate::target::{StoreKind, Target};
 
 pub use github::GithubStore;
+pub use vault::VaultStore;
+
+/// Masks a credential obtained at run time (an OIDC token, a Vault client token) and
+/// registers it for scrubbing, before it is used: `Report::mask`, handed to the stores.
+pub type Mask = std::sync::Arc<dyn Fn(&SecretString) + Send + Sync>;
 
 /// What a target holds, as far as its store can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +141,8 @@ pub type Group<'s, 't> = (&'s dyn Store, Vec<(usize, &'t Target)>);
 pub struct Stores {
     /// GitHub secrets of every kind.
     pub github: GithubStore,
+    /// Vault / OpenBao KV v2; Some when a `vault:` target is configured.
+    pub vault: Option<VaultStore>,
 }
 
 /// The store of a kind this run has no client for: every call fails, saying so (settings
@@ -191,6 +199,10 @@ impl Stores {
             |k: StoreKind| -> &dyn Store { ABSENT.iter().find(|a| a.0 == k).unwrap_or(&ABSENT[0]) };
         match target.store_kind() {
             StoreKind::Github => &self.github,
+            StoreKind::Vault => match &self.vault {
+                Some(v) => v,
+                None => absent(StoreKind::Vault),
+            },
             k => absent(k),
         }
     }
