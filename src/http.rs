@@ -531,11 +531,20 @@ pub fn retry_wait(
     const MAX_HINTED: u32 = 8;
     let backoff = || {
         (attempt < policy.max_retries).then(|| {
-            let ceiling = policy.backoff_base.as_secs_f64() * 2f64.powi(attempt as i32);
-            Duration::from_secs_f64(rand::random::<f64>() * ceiling)
+            // Checked: no base or attempt count can panic (a wait too long fails the request).
+            let ceiling = policy.backoff_base.as_secs_f64() * 2f64.powi(attempt.min(64) as i32);
+            Duration::try_from_secs_f64(rand::random::<f64>() * ceiling).unwrap_or(Duration::MAX)
         })
     };
-    let hinted = |d: Duration| (attempt < MAX_HINTED).then_some(d);
+    // A hint of 0 is no hint: it waits like the backoff would and counts among the unhinted
+    // retries (it once gave 9 immediate attempts per write, each taking a pacing slot).
+    let hinted = |d: Duration| {
+        if d.is_zero() {
+            backoff()
+        } else {
+            (attempt < MAX_HINTED).then_some(d)
+        }
+    };
     match outcome {
         Outcome::NoAnswer(HttpError::Transport { maybe_sent, .. }) => match retry {
             Retry::Idempotent => backoff(),
@@ -815,6 +824,108 @@ mod tests {
             wait(Api::Seqera, Retry::Idempotent, &r, 0),
             Some(Duration::from_secs(10))
         );
+    }
+
+    // Issue 15, defect 12: `Retry-After: 0` on a 429 allowed 9 immediate attempts per
+    // write. SPEC §5: a hint of 0 waits like the backoff would, within the 4 unhinted retries.
+    #[test]
+    fn a_zero_hint_is_an_unhinted_retry() {
+        let p = Policy {
+            backoff_base: Duration::from_secs(10),
+            ..policy()
+        };
+        let zero_hints = [
+            resp(429, &[("retry-after", "0")], ""),
+            resp(503, &[("retry-after", "0")], ""),
+            // An HTTP date in the past is a hint of 0 too.
+            resp(429, &[("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT")], ""),
+            resp(
+                403,
+                &[("retry-after", "0")],
+                r#"{"message":"secondary rate limit"}"#,
+            ),
+        ];
+        for r in &zero_hints {
+            let waits: Vec<Option<Duration>> = (0..9)
+                .map(|attempt| {
+                    retry_wait(
+                        Api::Github,
+                        Retry::Idempotent,
+                        Outcome::Answer(r),
+                        attempt,
+                        &p,
+                        1_000_000,
+                    )
+                })
+                .collect();
+            assert!(waits[..4].iter().all(Option::is_some), "{waits:?}");
+            assert!(
+                waits[4..].iter().all(Option::is_none),
+                "at most 4 retries: {waits:?}"
+            );
+            // Full jitter over the backoff's ceiling: 10 s, 20 s, 40 s, 80 s. Not all zero.
+            for (attempt, w) in waits[..4].iter().enumerate() {
+                assert!(
+                    w.unwrap() <= Duration::from_secs(10 << attempt),
+                    "{waits:?}"
+                );
+            }
+            let mut any = Duration::ZERO;
+            for _ in 0..20 {
+                any = any.max(
+                    retry_wait(
+                        Api::Github,
+                        Retry::Idempotent,
+                        Outcome::Answer(r),
+                        0,
+                        &p,
+                        1_000_000,
+                    )
+                    .unwrap(),
+                );
+            }
+            assert!(any > Duration::ZERO, "a zero hint must not mean no wait");
+        }
+        // A non-zero hint is still honoured, up to 8 retries.
+        let r = resp(429, &[("retry-after", "1")], "");
+        let hinted = |attempt| {
+            retry_wait(
+                Api::Github,
+                Retry::Idempotent,
+                Outcome::Answer(&r),
+                attempt,
+                &p,
+                1_000_000,
+            )
+        };
+        assert_eq!(hinted(7), Some(Duration::from_secs(1)));
+        assert_eq!(hinted(8), None);
+    }
+
+    #[test]
+    fn a_backoff_base_of_any_size_does_not_panic() {
+        for base in [
+            Duration::MAX,
+            Duration::from_millis(u64::MAX),
+            Duration::ZERO,
+        ] {
+            let p = Policy {
+                backoff_base: base,
+                max_retries: u32::MAX,
+                ..policy()
+            };
+            for attempt in [0, 3, 63, 64, 1000, u32::MAX - 1] {
+                let r = resp(503, &[], "");
+                let _ = retry_wait(
+                    Api::Seqera,
+                    Retry::Idempotent,
+                    Outcome::Answer(&r),
+                    attempt,
+                    &p,
+                    0,
+                );
+            }
+        }
     }
 
     #[test]
