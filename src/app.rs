@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use time::OffsetDateTime;
 
 use crate::github::{GithubClient, Written};
-use crate::http::{Http, Policy};
+use crate::http::{Http, Policy, Proxies};
 use crate::lifecycle;
 use crate::naming;
 use crate::pace::{Limits, Pacer};
@@ -115,6 +115,7 @@ pub(crate) fn usage_error(e: &SettingsError, out: &Report) -> u8 {
 
 pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
     let mut policy = Policy::new(seqera.timeout);
+    policy.proxies = Proxies::from_env(env);
     // For the test suite only: shorter unhinted backoff, so fault tests run in seconds.
     if let Some(ms) = env("SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS").and_then(|v| v.parse().ok()) {
         policy.backoff_base = Duration::from_millis(ms);

@@ -59,17 +59,87 @@ pub struct Policy {
     pub wait_cap: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The proxy variables; none unless given.
+    pub proxies: Proxies,
 }
 
 impl Policy {
-    /// SPEC §5: 4 retries, 0.5 s base, 5 minutes in all.
+    /// SPEC §5: 4 retries, 0.5 s base, 5 minutes in all; no proxy.
     pub fn new(timeout: Duration) -> Self {
         Self {
             max_retries: 4,
             backoff_base: Duration::from_millis(500),
             wait_cap: Duration::from_secs(300),
             timeout,
+            proxies: Proxies::default(),
         }
+    }
+}
+
+/// Hosts no proxy is ever used for (SPEC §8), in `NO_PROXY` syntax: `localhost` (and its
+/// subdomains), `127.0.0.0/8`, `[::1]`.
+const LOOPBACK: &str = "localhost,127.0.0.0/8,::1";
+
+/// The proxy variables (SPEC §8): honoured for remote hosts, never for loopback ones, so a
+/// bearer token sent over `http://` to a local server never passes through a proxy in clear
+/// text. Read like curl and reqwest read them: upper case first, then lower case; `NO_PROXY`
+/// adds hosts to the loopback ones.
+#[derive(Clone, Default)]
+pub struct Proxies {
+    /// `HTTP_PROXY`: for `http://` URLs.
+    pub http: Option<String>,
+    /// `HTTPS_PROXY`: for `https://` URLs.
+    pub https: Option<String>,
+    /// `ALL_PROXY`: for either, when the scheme's own is not set.
+    pub all: Option<String>,
+    /// `NO_PROXY`: hosts reached directly.
+    pub no: Option<String>,
+}
+
+impl std::fmt::Debug for Proxies {
+    // A proxy URL may carry a password: say only which are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxies")
+            .field("http", &self.http.is_some())
+            .field("https", &self.https.is_some())
+            .field("all", &self.all.is_some())
+            .field("no", &self.no.is_some())
+            .finish()
+    }
+}
+
+impl Proxies {
+    /// From the environment (an empty value is unset).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            [name.to_ascii_uppercase(), name.to_ascii_lowercase()]
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            http: var("http_proxy"),
+            https: var("https_proxy"),
+            all: var("all_proxy"),
+            no: var("no_proxy"),
+        }
+    }
+
+    /// The client's proxies: only these (never the system's own rules), each skipping the
+    /// loopback hosts and `NO_PROXY`. The first that applies wins: the scheme's own, then
+    /// `ALL_PROXY`. A value that is not a URL is ignored, as reqwest ignores it.
+    fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        let mut builder = builder.no_proxy();
+        let direct = format!("{LOOPBACK},{}", self.no.as_deref().unwrap_or_default());
+        let direct = reqwest::NoProxy::from_string(&direct);
+        let proxies = [
+            self.http.as_deref().map(reqwest::Proxy::http),
+            self.https.as_deref().map(reqwest::Proxy::https),
+            self.all.as_deref().map(reqwest::Proxy::all),
+        ];
+        for p in proxies.into_iter().flatten().flatten() {
+            builder = builder.proxy(p.no_proxy(direct.clone()));
+        }
+        builder
     }
 }
 
@@ -181,7 +251,9 @@ impl Http {
     pub fn new(policy: Policy, scrubber: Scrubber) -> Result<Self, HttpError> {
         // Installing twice is harmless; the first provider stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let client = policy
+            .proxies
+            .apply(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
@@ -926,6 +998,133 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A loopback listener that answers each request with `204` and keeps the request heads
+    /// it got (`GET http://host/x` through a proxy, `GET /x` directly, `CONNECT host:443`).
+    async fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let connect = head.starts_with("CONNECT");
+                    seen.lock().unwrap().push(head);
+                    if !connect {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        (url, heads)
+    }
+
+    async fn get(proxies: Proxies, url: &str) -> Result<Response, HttpError> {
+        let mut p = policy();
+        p.proxies = proxies;
+        p.timeout = Duration::from_secs(5);
+        p.backoff_base = Duration::from_millis(1);
+        let http = Http::new(p, Scrubber::default()).unwrap();
+        http.send(
+            Api::Github,
+            Method::GET,
+            Url::parse(url).unwrap(),
+            &SecretString::from("ghs_bearer_of_the_test_0123456789"),
+            None,
+            Retry::Never,
+        )
+        .await
+    }
+
+    // Issue 15, defect 7: HTTP_PROXY was used for loopback `http://` URLs, sending bearer
+    // tokens to the proxy in clear text. SPEC §8: remote hosts through the proxy, loopback
+    // ones never.
+    #[tokio::test]
+    async fn proxies_serve_remote_hosts_and_never_loopback_ones() {
+        let (proxy, through_proxy) = recorder().await;
+        let (server, direct) = recorder().await;
+        let port = server.rsplit(':').next().unwrap().to_string();
+        let every = |no: Option<&str>| Proxies {
+            http: Some(proxy.clone()),
+            https: Some(proxy.clone()),
+            all: Some(proxy.clone()),
+            no: no.map(String::from),
+        };
+        // Remote hosts (never resolved here: the proxy is asked for them).
+        get(every(None), "http://api.example.com/x").await.unwrap();
+        let _ = get(every(None), "https://api.example.com/y").await;
+        let all_only = Proxies {
+            all: Some(proxy.clone()),
+            ..Proxies::default()
+        };
+        get(all_only, "http://api.example.com/z").await.unwrap();
+        // (The tunnel is refused, so its attempt is repeated.)
+        through_proxy.lock().unwrap().dedup();
+        assert_eq!(
+            *through_proxy.lock().unwrap(),
+            [
+                "GET http://api.example.com/x HTTP/1.1",
+                "CONNECT api.example.com:443 HTTP/1.1",
+                "GET http://api.example.com/z HTTP/1.1",
+            ]
+        );
+        // Loopback hosts, whatever NO_PROXY says: directly.
+        through_proxy.lock().unwrap().clear();
+        for no in [None, Some(""), Some("other.example")] {
+            for host in ["127.0.0.1", "localhost", "LocalHost"] {
+                get(every(no), &format!("http://{host}:{port}/direct"))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(*through_proxy.lock().unwrap(), Vec::<String>::new());
+        assert_eq!(direct.lock().unwrap().len(), 9);
+        assert!(direct
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| h == "GET /direct HTTP/1.1"));
+    }
+
+    #[test]
+    fn proxy_variables_upper_case_first_and_empty_is_unset() {
+        let env = |k: &str| match k {
+            "HTTP_PROXY" => Some("http://upper:1".to_string()),
+            "http_proxy" => Some("http://lower:1".to_string()),
+            "https_proxy" => Some("http://lower:2".to_string()),
+            "ALL_PROXY" => Some(" ".to_string()),
+            "NO_PROXY" => Some("a.example".to_string()),
+            _ => None,
+        };
+        let p = Proxies::from_env(&env);
+        assert_eq!(p.http.as_deref(), Some("http://upper:1"));
+        assert_eq!(p.https.as_deref(), Some("http://lower:2"));
+        assert_eq!(p.all, None);
+        assert_eq!(p.no.as_deref(), Some("a.example"));
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("upper") && !shown.contains("lower"),
+            "{shown}"
+        );
     }
 
     #[test]
