@@ -34,6 +34,7 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Runs the command in `matches` and returns the exit code.
 pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let raw = Raw::gather(matches, env);
+    know_credentials(&raw, out.scrubber());
     // No command on the command line (as in the Action): the `command` setting names one,
     // run with its own defaults.
     let implied;
@@ -62,6 +63,19 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
         Some((other, _)) => {
             out.error(&format!("unknown command `{other}`"));
             EXIT_USAGE
+        }
+    }
+}
+
+/// Registers every credential setting's value with the scrubber before any setting is
+/// checked: a message about another setting may quote a value into which a credential was
+/// pasted (SPEC §2). Also each blank-separated piece, since a value with blanks is invalid
+/// and may be quoted in parts.
+fn know_credentials(raw: &Raw, scrubber: &Scrubber) {
+    for v in raw.credentials() {
+        scrubber.add(&secrecy::SecretString::from(v.trim().to_string()));
+        for piece in v.split(|c: char| c.is_whitespace() || c.is_control()) {
+            scrubber.add(&secrecy::SecretString::from(piece.to_string()));
         }
     }
 }
