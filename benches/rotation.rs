@@ -1,4 +1,5 @@
-//! `cargo bench --bench rotation`: the real release binary against the in-process sandbox
+//! `cargo bench --bench rotation --features test-hooks`: the real release binary (built with
+//! the test hooks, so `SEQERA_TOKEN_ROTATE_TEST_PACE` works) against the in-process sandbox
 //! with an injected per-request latency, compared with the protocol's critical-path bound.
 //!
 //! Plain `main` (harness = false) that prints Markdown. Every run starts a fresh sandbox

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::github::GithubClient;
-use crate::http::{Http, Policy};
+use crate::http::{Http, Policy, Proxies};
 use crate::lifecycle;
 use crate::naming;
 use crate::pace::{Limits, Pacer};
@@ -37,6 +37,7 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Runs the command in `matches` and returns the exit code.
 pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
     let raw = Raw::gather(matches, env);
+    know_credentials(&raw, out.scrubber());
     // No command on the command line (as in the Action): the `command` setting names one,
     // run with its own defaults.
     let implied;
@@ -65,6 +66,19 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
         Some((other, _)) => {
             out.error(&format!("unknown command `{other}`"));
             EXIT_USAGE
+        }
+    }
+}
+
+/// Registers every credential setting's value with the scrubber before any setting is
+/// checked: a message about another setting may quote a value into which a credential was
+/// pasted (SPEC §2). Also each blank-separated piece, since a value with blanks is invalid
+/// and may be quoted in parts.
+fn know_credentials(raw: &Raw, scrubber: &Scrubber) {
+    for v in raw.credentials() {
+        scrubber.add(&secrecy::SecretString::from(v.trim().to_string()));
+        for piece in v.split(|c: char| c.is_whitespace() || c.is_control()) {
+            scrubber.add(&secrecy::SecretString::from(piece.to_string()));
         }
     }
 }
@@ -116,10 +130,32 @@ pub(crate) fn usage_error(e: &SettingsError, out: &Report) -> u8 {
     EXIT_USAGE
 }
 
+/// Whether this build reads the variables that only tests may use
+/// (`SEQERA_TOKEN_ROTATE_TEST_*`): debug builds, and builds with the `test-hooks` feature
+/// (the benchmark's release build). A release build never does (SPEC §8): it once let
+/// `SEQERA_TOKEN_ROTATE_TEST_PACE=off` turn off GitHub pacing.
+pub const TEST_HOOKS: bool = cfg!(any(debug_assertions, feature = "test-hooks"));
+
+/// A variable that only tests may use: its value in a build with [`TEST_HOOKS`], else
+/// nothing, whatever the environment says. Every such variable is read through here.
+fn test_var(env: Env<'_>, name: &str) -> Option<String> {
+    test_var_if(TEST_HOOKS, env, name)
+}
+
+fn test_var_if(hooks: bool, env: Env<'_>, name: &str) -> Option<String> {
+    if hooks {
+        env(name)
+    } else {
+        None
+    }
+}
+
 pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
     let mut policy = Policy::new(seqera.timeout);
+    policy.proxies = Proxies::from_env(env);
     // For the test suite only: shorter unhinted backoff, so fault tests run in seconds.
-    if let Some(ms) = env("SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS").and_then(|v| v.parse().ok()) {
+    let backoff_ms = test_var(env, "SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS");
+    if let Some(ms) = backoff_ms.and_then(|v| v.parse().ok()) {
         policy.backoff_base = Duration::from_millis(ms);
     }
     Http::new(policy, out.scrubber().clone()).map_err(|e| {
@@ -133,7 +169,8 @@ pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Resul
 /// past the limits runs in seconds.
 fn github_client(http: Http, s: &Settings, token: SecretString, env: Env<'_>) -> GithubClient {
     let client = GithubClient::new(http, s.github_api_url.clone(), token);
-    match env("SEQERA_TOKEN_ROTATE_TEST_PACE").and_then(|v| Limits::parse_test(&v)) {
+    let pace = test_var(env, "SEQERA_TOKEN_ROTATE_TEST_PACE");
+    match pace.and_then(|v| Limits::parse_test(&v)) {
         Some(Some(limits)) => client.with_pacer(Pacer::new(limits)),
         Some(None) => client.with_pacer(Pacer::unlimited()),
         None => client,
@@ -154,7 +191,7 @@ pub(crate) fn settings_and_clients(
     }
     // For the test suite only: a panic that quotes a credential, to check that the panic
     // hook prints it scrubbed (a panic is a bug; it must not also be a leak).
-    if env("SEQERA_TOKEN_ROTATE_TEST_PANIC").is_some() {
+    if test_var(env, "SEQERA_TOKEN_ROTATE_TEST_PANIC").is_some() {
         use secrecy::ExposeSecret as _;
         panic!(
             "deliberate test panic quoting {}",
@@ -176,12 +213,9 @@ pub(crate) fn settings_and_clients(
         out.step("Nothing was sent.");
         return Err(EXIT_USAGE);
     }
-    // Validation requires the GitHub token with a GitHub target or a record; without
-    // either, the GitHub store is never called and goes without one.
-    let github_token = s
-        .github_token
-        .clone()
-        .unwrap_or_else(|| SecretString::from(String::new()));
+    // Required (and so present) with a GitHub target or a record; without either, the
+    // GitHub store is never asked anything.
+    let github_token = s.github_token.clone().unwrap_or_default();
     let http = http(&s.seqera, out, env)?;
     let clients = Clients {
         seqera: SeqeraClient::new(
@@ -513,6 +547,31 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
             },
         )
         .collect();
+    // With a record, its token and every newer one may be held by a target: kept.
+    if let Some((place, api_url, token)) = crate::settings::record_access(raw) {
+        out.mask(&token);
+        let Ok(http) = http(&s, out, env) else {
+            return EXIT_FAILED;
+        };
+        let gh = GithubClient::new(http, api_url, token);
+        match crate::record::load(&gh, Some(&place)).await {
+            crate::record::Loaded::Found(r) => {
+                let before = victims.len();
+                victims.retain(|t| t.id < r.token_id);
+                out.step(&format!(
+                    "The record says every target holds `{}` (id {}): it and every newer managed token are kept{}",
+                    r.token_name,
+                    r.token_id,
+                    match before - victims.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} of the selected tokens)"),
+                    }
+                ));
+            }
+            crate::record::Loaded::Unavailable(w) => out.warning(&w),
+            crate::record::Loaded::Absent | crate::record::Loaded::Off => {}
+        }
+    }
     if victims.is_empty() {
         out.step("Nothing to revoke.");
         return EXIT_OK;
@@ -538,5 +597,68 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
         EXIT_FAILED
     } else {
         EXIT_OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 15, defect 11: test-only variables worked in the release binary.
+    #[test]
+    fn test_only_variables_are_read_only_with_test_hooks() {
+        let env = |k: &str| (k == "SEQERA_TOKEN_ROTATE_TEST_PACE").then(|| "off".to_string());
+        let name = "SEQERA_TOKEN_ROTATE_TEST_PACE";
+        assert_eq!(test_var_if(false, &env, name), None);
+        assert_eq!(test_var_if(true, &env, name).as_deref(), Some("off"));
+        assert_eq!(
+            TEST_HOOKS,
+            cfg!(debug_assertions) || cfg!(feature = "test-hooks")
+        );
+    }
+
+    /// Runs only in a build without test hooks (`cargo test --release`): there, no test-only
+    /// variable has any effect.
+    #[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+    #[test]
+    fn a_release_build_reads_no_test_only_variable() {
+        let env = |_: &str| Some("off".to_string());
+        assert_eq!(test_var(&env, "SEQERA_TOKEN_ROTATE_TEST_PACE"), None);
+    }
+
+    /// Every read of a test-only variable in the sources goes through [`test_var`]: one read
+    /// straight from the environment would work in a release build again.
+    #[test]
+    fn every_test_only_variable_is_read_through_the_gate() {
+        let needle = concat!("\"SEQERA_TOKEN_ROTATE_", "TEST_");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![dir.clone()];
+        let mut reads = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for e in std::fs::read_dir(&path).unwrap() {
+                    files.push(e.unwrap().path());
+                }
+                continue;
+            }
+            if path.extension() != Some(std::ffi::OsStr::new("rs")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The code, not its tests (which name the variables to set them).
+            let code = text.lines().take_while(|l| l.trim() != "#[cfg(test)]");
+            for (i, line) in code.enumerate() {
+                if line.contains(needle) && !line.trim_start().starts_with("//") {
+                    assert!(
+                        line.contains("test_var(") || line.contains("test_var_if("),
+                        "{}:{}: a test-only variable read without the gate: {line}",
+                        path.display(),
+                        i + 1
+                    );
+                    reads += 1;
+                }
+            }
+        }
+        assert!(reads >= 3, "the gate's reads were not found");
     }
 }

@@ -66,17 +66,87 @@ pub struct Policy {
     pub wait_cap: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The proxy variables; none unless given.
+    pub proxies: Proxies,
 }
 
 impl Policy {
-    /// SPEC §5: 4 retries, 0.5 s base, 5 minutes in all.
+    /// SPEC §5: 4 retries, 0.5 s base, 5 minutes in all; no proxy.
     pub fn new(timeout: Duration) -> Self {
         Self {
             max_retries: 4,
             backoff_base: Duration::from_millis(500),
             wait_cap: Duration::from_secs(300),
             timeout,
+            proxies: Proxies::default(),
         }
+    }
+}
+
+/// Hosts no proxy is ever used for (SPEC §8), in `NO_PROXY` syntax: `localhost` (and its
+/// subdomains), `127.0.0.0/8`, `[::1]`.
+const LOOPBACK: &str = "localhost,127.0.0.0/8,::1";
+
+/// The proxy variables (SPEC §8): honoured for remote hosts, never for loopback ones, so a
+/// bearer token sent over `http://` to a local server never passes through a proxy in clear
+/// text. Read like curl and reqwest read them: upper case first, then lower case; `NO_PROXY`
+/// adds hosts to the loopback ones.
+#[derive(Clone, Default)]
+pub struct Proxies {
+    /// `HTTP_PROXY`: for `http://` URLs.
+    pub http: Option<String>,
+    /// `HTTPS_PROXY`: for `https://` URLs.
+    pub https: Option<String>,
+    /// `ALL_PROXY`: for either, when the scheme's own is not set.
+    pub all: Option<String>,
+    /// `NO_PROXY`: hosts reached directly.
+    pub no: Option<String>,
+}
+
+impl std::fmt::Debug for Proxies {
+    // A proxy URL may carry a password: say only which are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxies")
+            .field("http", &self.http.is_some())
+            .field("https", &self.https.is_some())
+            .field("all", &self.all.is_some())
+            .field("no", &self.no.is_some())
+            .finish()
+    }
+}
+
+impl Proxies {
+    /// From the environment (an empty value is unset).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            [name.to_ascii_uppercase(), name.to_ascii_lowercase()]
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            http: var("http_proxy"),
+            https: var("https_proxy"),
+            all: var("all_proxy"),
+            no: var("no_proxy"),
+        }
+    }
+
+    /// The client's proxies: only these (never the system's own rules), each skipping the
+    /// loopback hosts and `NO_PROXY`. The first that applies wins: the scheme's own, then
+    /// `ALL_PROXY`. A value that is not a URL is ignored, as reqwest ignores it.
+    fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        let mut builder = builder.no_proxy();
+        let direct = format!("{LOOPBACK},{}", self.no.as_deref().unwrap_or_default());
+        let direct = reqwest::NoProxy::from_string(&direct);
+        let proxies = [
+            self.http.as_deref().map(reqwest::Proxy::http),
+            self.https.as_deref().map(reqwest::Proxy::https),
+            self.all.as_deref().map(reqwest::Proxy::all),
+        ];
+        for p in proxies.into_iter().flatten().flatten() {
+            builder = builder.proxy(p.no_proxy(direct.clone()));
+        }
+        builder
     }
 }
 
@@ -222,7 +292,9 @@ impl Http {
     pub fn new(policy: Policy, scrubber: Scrubber) -> Result<Self, HttpError> {
         // Installing twice is harmless; the first provider stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let client = policy
+            .proxies
+            .apply(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
@@ -572,11 +644,20 @@ pub fn retry_wait(
     const MAX_HINTED: u32 = 8;
     let backoff = || {
         (attempt < policy.max_retries).then(|| {
-            let ceiling = policy.backoff_base.as_secs_f64() * 2f64.powi(attempt as i32);
-            Duration::from_secs_f64(rand::random::<f64>() * ceiling)
+            // Checked: no base or attempt count can panic (a wait too long fails the request).
+            let ceiling = policy.backoff_base.as_secs_f64() * 2f64.powi(attempt.min(64) as i32);
+            Duration::try_from_secs_f64(rand::random::<f64>() * ceiling).unwrap_or(Duration::MAX)
         })
     };
-    let hinted = |d: Duration| (attempt < MAX_HINTED).then_some(d);
+    // A hint of 0 is no hint: it waits like the backoff would and counts among the unhinted
+    // retries (it once gave 9 immediate attempts per write, each taking a pacing slot).
+    let hinted = |d: Duration| {
+        if d.is_zero() {
+            backoff()
+        } else {
+            (attempt < MAX_HINTED).then_some(d)
+        }
+    };
     match outcome {
         Outcome::NoAnswer(HttpError::Transport { maybe_sent, .. }) => match retry {
             Retry::Idempotent => backoff(),
@@ -860,6 +941,231 @@ mod tests {
         assert_eq!(
             wait(Api::Seqera, Retry::Idempotent, &r, 0),
             Some(Duration::from_secs(10))
+        );
+    }
+
+    // Issue 15, defect 12: `Retry-After: 0` on a 429 allowed 9 immediate attempts per
+    // write. SPEC §5: a hint of 0 waits like the backoff would, within the 4 unhinted retries.
+    #[test]
+    fn a_zero_hint_is_an_unhinted_retry() {
+        let p = Policy {
+            backoff_base: Duration::from_secs(10),
+            ..policy()
+        };
+        let zero_hints = [
+            resp(429, &[("retry-after", "0")], ""),
+            resp(503, &[("retry-after", "0")], ""),
+            // An HTTP date in the past is a hint of 0 too.
+            resp(429, &[("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT")], ""),
+            resp(
+                403,
+                &[("retry-after", "0")],
+                r#"{"message":"secondary rate limit"}"#,
+            ),
+        ];
+        for r in &zero_hints {
+            let waits: Vec<Option<Duration>> = (0..9)
+                .map(|attempt| {
+                    retry_wait(
+                        Api::Github,
+                        Retry::Idempotent,
+                        Outcome::Answer(r),
+                        attempt,
+                        &p,
+                        1_000_000,
+                    )
+                })
+                .collect();
+            assert!(waits[..4].iter().all(Option::is_some), "{waits:?}");
+            assert!(
+                waits[4..].iter().all(Option::is_none),
+                "at most 4 retries: {waits:?}"
+            );
+            // Full jitter over the backoff's ceiling: 10 s, 20 s, 40 s, 80 s. Not all zero.
+            for (attempt, w) in waits[..4].iter().enumerate() {
+                assert!(
+                    w.unwrap() <= Duration::from_secs(10 << attempt),
+                    "{waits:?}"
+                );
+            }
+            let mut any = Duration::ZERO;
+            for _ in 0..20 {
+                any = any.max(
+                    retry_wait(
+                        Api::Github,
+                        Retry::Idempotent,
+                        Outcome::Answer(r),
+                        0,
+                        &p,
+                        1_000_000,
+                    )
+                    .unwrap(),
+                );
+            }
+            assert!(any > Duration::ZERO, "a zero hint must not mean no wait");
+        }
+        // A non-zero hint is still honoured, up to 8 retries.
+        let r = resp(429, &[("retry-after", "1")], "");
+        let hinted = |attempt| {
+            retry_wait(
+                Api::Github,
+                Retry::Idempotent,
+                Outcome::Answer(&r),
+                attempt,
+                &p,
+                1_000_000,
+            )
+        };
+        assert_eq!(hinted(7), Some(Duration::from_secs(1)));
+        assert_eq!(hinted(8), None);
+    }
+
+    #[test]
+    fn a_backoff_base_of_any_size_does_not_panic() {
+        for base in [
+            Duration::MAX,
+            Duration::from_millis(u64::MAX),
+            Duration::ZERO,
+        ] {
+            let p = Policy {
+                backoff_base: base,
+                max_retries: u32::MAX,
+                ..policy()
+            };
+            for attempt in [0, 3, 63, 64, 1000, u32::MAX - 1] {
+                let r = resp(503, &[], "");
+                let _ = retry_wait(
+                    Api::Seqera,
+                    Retry::Idempotent,
+                    Outcome::Answer(&r),
+                    attempt,
+                    &p,
+                    0,
+                );
+            }
+        }
+    }
+
+    /// A loopback listener that answers each request with `204` and keeps the request heads
+    /// it got (`GET http://host/x` through a proxy, `GET /x` directly, `CONNECT host:443`).
+    async fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let connect = head.starts_with("CONNECT");
+                    seen.lock().unwrap().push(head);
+                    if !connect {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        (url, heads)
+    }
+
+    async fn get(proxies: Proxies, url: &str) -> Result<Response, HttpError> {
+        let mut p = policy();
+        p.proxies = proxies;
+        p.timeout = Duration::from_secs(5);
+        p.backoff_base = Duration::from_millis(1);
+        let http = Http::new(p, Scrubber::default()).unwrap();
+        let url = Url::parse(url).unwrap();
+        let token = SecretString::from("ghs_bearer_of_the_test_0123456789");
+        ApiClient::new(http, Api::Github, url.clone(), token)
+            .send(Method::GET, url, None, Retry::Never)
+            .await
+    }
+
+    // Issue 15, defect 7: HTTP_PROXY was used for loopback `http://` URLs, sending bearer
+    // tokens to the proxy in clear text. SPEC §8: remote hosts through the proxy, loopback
+    // ones never.
+    #[tokio::test]
+    async fn proxies_serve_remote_hosts_and_never_loopback_ones() {
+        let (proxy, through_proxy) = recorder().await;
+        let (server, direct) = recorder().await;
+        let port = server.rsplit(':').next().unwrap().to_string();
+        let every = |no: Option<&str>| Proxies {
+            http: Some(proxy.clone()),
+            https: Some(proxy.clone()),
+            all: Some(proxy.clone()),
+            no: no.map(String::from),
+        };
+        // Remote hosts (never resolved here: the proxy is asked for them).
+        get(every(None), "http://api.example.com/x").await.unwrap();
+        let _ = get(every(None), "https://api.example.com/y").await;
+        let all_only = Proxies {
+            all: Some(proxy.clone()),
+            ..Proxies::default()
+        };
+        get(all_only, "http://api.example.com/z").await.unwrap();
+        // (The tunnel is refused, so its attempt is repeated.)
+        through_proxy.lock().unwrap().dedup();
+        assert_eq!(
+            *through_proxy.lock().unwrap(),
+            [
+                "GET http://api.example.com/x HTTP/1.1",
+                "CONNECT api.example.com:443 HTTP/1.1",
+                "GET http://api.example.com/z HTTP/1.1",
+            ]
+        );
+        // Loopback hosts, whatever NO_PROXY says: directly.
+        through_proxy.lock().unwrap().clear();
+        for no in [None, Some(""), Some("other.example")] {
+            for host in ["127.0.0.1", "localhost", "LocalHost"] {
+                get(every(no), &format!("http://{host}:{port}/direct"))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(*through_proxy.lock().unwrap(), Vec::<String>::new());
+        assert_eq!(direct.lock().unwrap().len(), 9);
+        assert!(direct
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| h == "GET /direct HTTP/1.1"));
+    }
+
+    #[test]
+    fn proxy_variables_upper_case_first_and_empty_is_unset() {
+        let env = |k: &str| match k {
+            "HTTP_PROXY" => Some("http://upper:1".to_string()),
+            "http_proxy" => Some("http://lower:1".to_string()),
+            "https_proxy" => Some("http://lower:2".to_string()),
+            "ALL_PROXY" => Some(" ".to_string()),
+            "NO_PROXY" => Some("a.example".to_string()),
+            _ => None,
+        };
+        let p = Proxies::from_env(&env);
+        assert_eq!(p.http.as_deref(), Some("http://upper:1"));
+        assert_eq!(p.https.as_deref(), Some("http://lower:2"));
+        assert_eq!(p.all, None);
+        assert_eq!(p.no.as_deref(), Some("a.example"));
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("upper") && !shown.contains("lower"),
+            "{shown}"
         );
     }
 

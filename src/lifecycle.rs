@@ -59,6 +59,9 @@ pub struct Retirement {
     pub kept: Vec<TokenInfo>,
 }
 
+/// The last instant of the calendar: when a time past it is due, i.e. never.
+pub const NEVER: OffsetDateTime = time::PrimitiveDateTime::MAX.assume_utc();
+
 /// Sorts the managed tokens older than `newest` (`managed` newest first, as
 /// [`naming::managed`] gives them) into revoke now / retiring / kept. Tokens newer than
 /// `newest` (another run's) are never in any list. A successor whose creation time is
@@ -77,7 +80,10 @@ pub fn retirement(
         if i < policy.keep {
             r.kept.push(t.clone());
         } else {
-            let goes_at = naming::created_at(base, successor).and_then(|c| c.checked_add(grace));
+            // Saturated: a time past the end of the calendar is never reached, so the token
+            // stays (it was once revoked at once, issue 15 defect 6).
+            let goes_at =
+                naming::created_at(base, successor).map(|c| c.checked_add(grace).unwrap_or(NEVER));
             let s = Superseded {
                 token: t.clone(),
                 successor: successor.clone(),
@@ -261,6 +267,28 @@ mod tests {
         let r = retirement(&base(), &adopted, &m, policy(0, 6 * H), T0);
         assert_eq!(ids(&r.revoke), [20]);
         assert_eq!(r.revoke[0].goes_at, None);
+    }
+
+    // Issue 15, defect 6: a grace period that ends past the calendar (`9000y`, or a
+    // successor created near year 9999) revoked the token at once instead of keeping it.
+    #[test]
+    fn a_grace_period_past_the_calendar_keeps_the_token() {
+        let year = Duration::from_secs(31_557_600);
+        let m = weekly();
+        for grace in [9000 * year, Duration::MAX, Duration::from_secs(u64::MAX)] {
+            let r = retirement(&base(), &m[0], &m, policy(0, grace), T0 + H);
+            assert_eq!(ids(&r.retiring), [20, 10], "{grace:?}");
+            assert!(r.revoke.is_empty(), "{grace:?}");
+            assert_eq!(r.retiring[0].goes_at, Some(NEVER));
+        }
+        // A successor created in the last hours of year 9999, with a 6 h grace.
+        let end = datetime!(9999-12-31 20:00:00 UTC);
+        let late = vec![tok(30, end), tok(20, end - H)];
+        let r = retirement(&base(), &late[0], &late, policy(0, 6 * H), end + H);
+        assert_eq!((ids(&r.retiring), ids(&r.revoke)), (vec![20], vec![]));
+        // Within the calendar the time still comes.
+        let r = retirement(&base(), &late[0], &late, policy(0, 3 * H), end + 3 * H);
+        assert_eq!(ids(&r.revoke), [20]);
     }
 
     #[test]

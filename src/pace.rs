@@ -22,6 +22,11 @@ pub struct Window {
     pub length: Duration,
 }
 
+/// The longest window (and guard) [`Limits::new`] takes.
+pub const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+/// The most writes in one window [`Limits::new`] takes.
+pub const MAX_LIMIT: usize = 1_000_000;
+
 /// The two sliding windows a run's writes must fit, and the margin added to both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -55,13 +60,27 @@ impl Limits {
     /// Checked limits: both limits at least 1, the long window holding at least as many
     /// writes as the short one and at least as long as all the short bursts it holds (so
     /// [`Limits::earliest`] is exact).
+    ///
+    /// Bounded, so that no sum or product of them can overflow (a panic is a bug, even for
+    /// test-only limits): windows of at most [`MAX_WINDOW`], a guard of at most
+    /// [`MAX_WINDOW`], at most [`MAX_LIMIT`] writes in a window.
     pub fn new(short: Window, long: Window, guard: Duration) -> Result<Self, String> {
         let l = Self { short, long, guard };
         if short.limit == 0 || long.limit < short.limit {
             return Err("window limits must be at least 1, the long one at least the short".into());
         }
-        let bursts = long.limit.div_ceil(short.limit);
-        if l.spacing(short) * bursts as u32 > l.spacing(long) {
+        if long.limit > MAX_LIMIT
+            || [short.length, long.length, guard]
+                .iter()
+                .any(|d| *d > MAX_WINDOW)
+        {
+            return Err(
+                "windows and the guard must be at most a day, limits at most a million".into(),
+            );
+        }
+        let bursts = u32::try_from(long.limit.div_ceil(short.limit)).unwrap_or(u32::MAX);
+        let all_bursts = l.spacing(short).checked_mul(bursts);
+        if all_bursts.map_or(true, |d| d > l.spacing(long)) {
             return Err("the long window must hold all the short bursts it allows".into());
         }
         Ok(l)
@@ -76,7 +95,7 @@ impl Limits {
     }
 
     fn spacing(&self, w: Window) -> Duration {
-        w.length + self.guard
+        w.length.saturating_add(self.guard)
     }
 
     /// The earliest time after the first of `n` writes at which the last can be sent (bursts
@@ -86,9 +105,11 @@ impl Limits {
         let Some(i) = n.checked_sub(1) else {
             return Duration::ZERO;
         };
-        let long = (i / self.long.limit) as u32;
-        let burst = ((i % self.long.limit) / self.short.limit) as u32;
-        self.spacing(self.long) * long + self.spacing(self.short) * burst
+        let long = u32::try_from(i / self.long.limit.max(1)).unwrap_or(u32::MAX);
+        let burst = u32::try_from((i % self.long.limit.max(1)) / self.short.limit.max(1))
+            .unwrap_or(u32::MAX);
+        let at = |w: Window, n: u32| self.spacing(w).checked_mul(n).unwrap_or(Duration::MAX);
+        at(self.long, long).saturating_add(at(self.short, burst))
     }
 
     /// Test-only limits, `LIMIT/DURATION,LIMIT/DURATION[,+GUARD]` (e.g. `80/1s,500/60s,+150ms`),
@@ -374,6 +395,31 @@ mod tests {
         ] {
             assert_eq!(Limits::parse_test(bad), None, "{bad}");
         }
+    }
+
+    // Issue 15, defect 11: an extreme test-only pace panicked (exit 101): the guard added to
+    // a window overflowed, and so did a burst count.
+    #[test]
+    fn extreme_test_limits_are_refused_not_a_panic() {
+        let max = u64::MAX;
+        for bad in [
+            format!("1/1s,1/1s,+{max}s"),
+            format!("1/{max}s,1/{max}s"),
+            format!("{max}/1s,{max}/1s"),
+            format!("1/1ns,{max}/{max}s"),
+            format!("4294967296/1ns,4294967297/1ns,+{max}ns"),
+            "1/1ns,4294967297/2d".to_string(),
+            "1/25h,2/50h".to_string(),
+        ] {
+            assert_eq!(Limits::parse_test(&bad), None, "{bad}");
+        }
+        // The bounds themselves are fine, and so is any count of writes against them.
+        let l = Limits::parse_test("1/1d,1000000/1000000d,+1d");
+        assert_eq!(l, None, "the long window is past a day");
+        let l = Limits::parse_test("1/1d,1/1d,+1d").unwrap().unwrap();
+        assert_eq!(l.earliest(3), Duration::from_secs(2 * 2 * 86_400));
+        // (Saturated far beyond any job's 6 hours.)
+        assert!(l.earliest(usize::MAX) > Duration::from_secs(1 << 40));
     }
 
     #[tokio::test(start_paused = true)]

@@ -122,6 +122,11 @@ impl Report {
         printable(&self.scrubber, msg, MAX_LINE)
     }
 
+    /// One safe line, never cut: an output value (SPEC §7: outputs list every item).
+    fn whole_line(&self, msg: &str) -> String {
+        printable(&self.scrubber, msg, usize::MAX)
+    }
+
     /// Registers a secret value: `::add-mask::` in Actions (the only line that ever carries a
     /// value), and scrubbing everywhere. The value must be one line without blanks (tokens
     /// are checked for that before they are used); see [`Report::mask_lines`] otherwise.
@@ -251,7 +256,8 @@ impl Report {
                 return Ok(());
             }
             for (k, v) in outputs {
-                self.data(&format!("{k}={}", v.replace('\n', "; ")));
+                let line = self.whole_line(&format!("{k}={}", v.replace('\n', "; ")));
+                self.write(&self.stdout, &line);
             }
             if secret.is_some() {
                 self.warning("expose-access-key: GITHUB_OUTPUT is not set, so the access-key output was not written");
@@ -270,11 +276,11 @@ impl Report {
             // A list output (`problems`) keeps one item per line; each line is made safe.
             let safe = if MULTI_LINE_OUTPUTS.contains(k) {
                 v.split('\n')
-                    .map(|l| self.line(l))
+                    .map(|l| self.whole_line(l))
                     .collect::<Vec<_>>()
                     .join("\n")
             } else {
-                self.line(v)
+                self.whole_line(v)
             };
             add(k, &safe);
         }
@@ -425,6 +431,36 @@ mod tests {
         assert_eq!(
             lines[11], "the-value-xyz",
             "opt-in access-key is written verbatim"
+        );
+    }
+
+    // Issue 15, defect 5: `updated-targets` (and `revoked-token-ids`) were cut at 4,000
+    // characters, ending in a bogus label; SPEC §7: outputs list every item.
+    #[test]
+    fn outputs_are_never_cut_at_4000_characters() {
+        let targets: Vec<String> = (0..300).map(|i| format!("repo:octo/app-{i:04}")).collect();
+        let ids: Vec<String> = (0..2000).map(|i| (1_000_000 + i).to_string()).collect();
+        let (targets, ids) = (targets.join(","), ids.join(","));
+        assert!(targets.len() > 4000 && ids.len() > 4000);
+        let outputs = [
+            ("updated-targets", targets.clone()),
+            ("revoked-token-ids", ids.clone()),
+        ];
+        // In Actions: the output file.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, _, _) = capture(true);
+        r.output_file = Some(dir.path().join("out"));
+        r.outputs(&outputs, None).unwrap();
+        let s = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[1], targets);
+        assert_eq!(lines[4], ids);
+        // On a terminal: `name=value` lines on stdout.
+        let (r, out, _) = capture(false);
+        r.outputs(&outputs, None).unwrap();
+        assert_eq!(
+            text(&out),
+            format!("updated-targets={targets}\nrevoked-token-ids={ids}\n")
         );
     }
 }

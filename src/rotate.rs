@@ -231,9 +231,9 @@ async fn verify_store_revoke(
     // Every target holds the new token: the evidence that no target holds an older one.
     // The record says so for later runs; beside the revocations, since either order is safe.
     let save = async {
-        let place = s.record.as_ref().filter(|_| plan.record.writable())?;
+        let place = s.record().filter(|_| plan.record.writable())?;
         let r = Record::new(&new.info, &s.targets, OffsetDateTime::now_utc());
-        Some(record::save(c.stores.github.client(), place, &plan.record, &r).await)
+        Some(record::save(c.stores.github.client(), &place, &plan.record, &r).await)
     };
     let ((revoked, errors), saved) =
         tokio::join!(revoke_older(s, &new_client, plan, &new, out, &mut o), save);
@@ -276,7 +276,8 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
     // Drift may make a rotation due only with `min-age` (without it every run is due).
     let drift = s.min_age.is_some() && !s.force;
     let stores = c.stores.prepare(&s.targets, drift);
-    let rec = record::load(c.stores.github.client(), s.record.as_ref());
+    let place = s.record();
+    let rec = record::load(c.stores.github.client(), place.as_ref());
     let (seqera, holdings, rec) = tokio::join!(seqera, stores, rec);
     let (user, tokens) = seqera.map_err(RotateError::Preflight)?;
     let holdings = holdings.map_err(RotateError::Preflight)?;

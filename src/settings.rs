@@ -97,6 +97,17 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Audience of the OIDC token for vault-role (default: GitHub's, https://github.com/OWNER)" },
 ];
 
+/// The settings that hold a credential (SPEC §2). Their values, as given, are registered
+/// with the scrubber before any setting is checked ([`Raw::credentials`]), so that no message
+/// quotes one, whichever input it was pasted into; and no error about one of them quotes its
+/// value. A new credential setting (e.g. `gitlab-token`) only needs its name here.
+pub const CREDENTIALS: &[&str] = &[
+    "seqera-access-token",
+    "github-token",
+    "gitlab-token",
+    "vault-token",
+];
+
 /// The commands the `command` setting may name (the others take flags of their own).
 pub const SETTING_COMMANDS: &[&str] = &["rotate", "status", "list"];
 
@@ -281,6 +292,16 @@ impl Raw {
         self.values.get(name)
     }
 
+    /// The values of the [`CREDENTIALS`] settings as given, valid or not: for the scrubber,
+    /// before anything is checked.
+    pub fn credentials(&self) -> impl Iterator<Item = &str> {
+        CREDENTIALS
+            .iter()
+            .filter_map(|name| self.values.get(name))
+            .map(|(v, _)| v.as_str())
+            .filter(|v| *v != NOT_UNICODE)
+    }
+
     /// The `command` setting, checked: which command to run when the command line names
     /// none. Err is the problem to report (exit 2).
     pub fn command(&self) -> Result<&'static str, SettingsError> {
@@ -311,6 +332,32 @@ impl Raw {
                     SETTING_COMMANDS.join(", ")
                 ))
             })
+    }
+
+    /// Problems for every other setting whose value holds a credential (pasted into the wrong
+    /// input; e.g. a GitHub token is a valid secret name, and would have named a secret).
+    /// The message names the setting, never the value.
+    fn pasted_credentials(&self) -> Vec<Problem> {
+        let credentials: Vec<(&str, &str)> = CREDENTIALS
+            .iter()
+            .filter_map(|name| Some((*name, self.values.get(name)?.0.trim())))
+            .filter(|(_, v)| v.len() >= 8 && *v != NOT_UNICODE)
+            .collect();
+        SETTINGS
+            .iter()
+            .filter(|s| !CREDENTIALS.contains(&s.name))
+            .filter_map(|s| {
+                let (v, o) = self.values.get(s.name)?;
+                let (credential, _) = credentials.iter().find(|(_, c)| v.contains(c))?;
+                Some(Problem {
+                    setting: s.name,
+                    origin: Some(o.clone()),
+                    message: format!(
+                        "the value holds the `{credential}` credential (not shown); check which input it was meant for"
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// Problems for every value that is not valid UTF-8, in table order.
@@ -537,11 +584,29 @@ pub struct Settings {
     pub grace_period: Duration,
     /// `status`: unhealthy when the newest managed token is older than this.
     pub max_age: Option<Duration>,
-    /// Where the record is kept (SPEC §5, *The record*); None: no record.
-    pub record: Option<crate::record::Place>,
 }
 
+/// Which settings must be given. Every setting that is given is checked either way (SPEC
+/// §2: an invalid setting exits 2 before any request, whichever command runs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A rotation (and `status`): every required setting.
+    All,
+    /// `list` and `revoke`: only what talking to Seqera takes.
+    Seqera,
+}
+
+/// The settings `list` and `revoke` require.
+const SEQERA_REQUIRED: &[&str] = &["seqera-access-token", "token-name"];
+
 impl Settings {
+    /// Where the record is kept (SPEC §5, *The record*); None: no record.
+    pub fn record(&self) -> Option<crate::record::Place> {
+        let (owner, repo) = self.repository.clone()?;
+        let name = self.state_variable.as_ref()?.as_str().to_string();
+        Some(crate::record::Place { owner, repo, name })
+    }
+
     /// Every credential these settings hold, to mask and scrub before anything is printed.
     pub fn credentials(&self) -> Vec<&SecretString> {
         let mut v = vec![&self.seqera.access_token];
@@ -563,9 +628,20 @@ impl Settings {
 struct Checker<'a> {
     raw: &'a Raw,
     problems: Vec<Problem>,
+    need: Need,
 }
 
 impl<'a> Checker<'a> {
+    fn new(raw: &'a Raw, need: Need) -> Self {
+        let mut problems = raw.not_unicode();
+        problems.extend(raw.pasted_credentials());
+        Self {
+            raw,
+            problems,
+            need,
+        }
+    }
+
     fn value(&self, name: &'static str) -> Option<&'a str> {
         // A value that is not UTF-8 is already a problem: check nothing more about it.
         self.raw
@@ -585,7 +661,8 @@ impl<'a> Checker<'a> {
 
     fn require(&mut self, name: &'static str, what: &str) -> Option<&'a str> {
         let v = self.value(name);
-        if v.is_none() && self.raw.get(name).is_none() {
+        let needed = self.need == Need::All || SEQERA_REQUIRED.contains(&name);
+        if v.is_none() && self.raw.get(name).is_none() && needed {
             let mut how = format!("set the input `{name}` or the flag `--{name}`");
             let spec = SETTINGS
                 .iter()
@@ -612,6 +689,14 @@ impl<'a> Checker<'a> {
         let v = self.value(name)?;
         match f(v.trim()) {
             Ok(t) => Some(t),
+            // A parser's message may quote the value: never a credential's.
+            Err(_) if CREDENTIALS.contains(&name) => {
+                self.fail(
+                    name,
+                    "the value is not valid (not shown: it is a credential)",
+                );
+                None
+            }
             Err(e) => {
                 self.fail(name, e);
                 None
@@ -676,15 +761,23 @@ impl<'a> Checker<'a> {
 }
 
 impl SeqeraSettings {
-    /// The settings `list` and `revoke` need: Seqera only.
+    /// The settings `list` and `revoke` need: Seqera only. Every other setting that is given
+    /// is checked too (SPEC §2: an invalid one exits 2, also where it is not used).
     pub fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
-        let mut c = Checker {
-            raw,
-            problems: raw.not_unicode(),
-        };
+        let mut c = Checker::new(raw, Need::Seqera);
         let s = c.seqera();
+        let _ = Settings::check(&mut c, None);
         c.finish(s)
     }
+}
+
+/// Where `revoke` reads the record, and with which GitHub access: None when no record is
+/// kept or no GitHub token is given (`revoke` requires only the Seqera settings).
+pub fn record_access(raw: &Raw) -> Option<(crate::record::Place, Url, SecretString)> {
+    let mut c = Checker::new(raw, Need::Seqera);
+    let seqera = c.seqera();
+    let s = Settings::check(&mut c, seqera)?;
+    Some((s.record()?, s.github_api_url, s.github_token?))
 }
 
 /// `keep-previous` and `grace-period` alone, for `list` (which marks retiring tokens).
@@ -692,6 +785,7 @@ pub fn lifecycle_from_raw(raw: &Raw) -> Result<(usize, Duration), SettingsError>
     let mut c = Checker {
         raw,
         problems: Vec::new(),
+        need: Need::Seqera,
     };
     let keep = c.parse("keep-previous", parse_keep);
     let grace = c.parse("grace-period", parse_duration);
@@ -707,11 +801,18 @@ fn parse_keep(v: &str) -> Result<usize, String> {
 impl Settings {
     /// Checks everything a rotation needs. All problems are reported together.
     pub fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
-        let mut c = Checker {
-            raw,
-            problems: raw.not_unicode(),
-        };
+        let mut c = Checker::new(raw, Need::All);
         let seqera = c.seqera();
+        let s = Self::check(&mut c, seqera);
+        c.finish(s)
+    }
+
+    /// Checks every setting but the Seqera ones (`seqera`: those, if valid), recording the
+    /// problems in `c`.
+    fn check(c: &mut Checker<'_>, seqera: Option<SeqeraSettings>) -> Option<Self> {
+        if let Err(e) = c.raw.command() {
+            c.problems.extend(e.0);
+        }
         let github_api_url = c.url("github-api-url");
         let secret_name = c.parse("secret-name", SecretName::parse);
         let keep_previous = c.parse("keep-previous", parse_keep);
@@ -766,17 +867,8 @@ impl Settings {
             Repository::Given(o, r) => Some((o, r)),
             _ => None,
         };
-        let record = state_variable.as_ref().map(|v| {
-            v.as_ref()
-                .zip(repository.as_ref())
-                .map(|(name, (owner, repo))| crate::record::Place {
-                    owner: owner.clone(),
-                    repo: repo.clone(),
-                    name: name.as_str().to_string(),
-                })
-        });
 
-        let value = (|| {
+        (|| {
             Some(Settings {
                 seqera: seqera?,
                 github_api_url: github_api_url?,
@@ -794,10 +886,8 @@ impl Settings {
                 max_concurrency: max_concurrency?,
                 grace_period: grace_period?,
                 max_age: max_age?,
-                record: record?,
             })
-        })();
-        c.finish(value)
+        })()
     }
 }
 
@@ -1517,6 +1607,108 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(err.0.len(), 1, "not also `missing`: {err}");
+    }
+
+    // Issue 15, defect 9: `list` and `revoke` sent requests with invalid settings they do
+    // not use. SPEC §2: every given setting is checked; only the unused ones may be missing.
+    #[test]
+    fn list_and_revoke_check_every_given_setting() {
+        let seqera_only = [
+            ("INPUT_SEQERA-ACCESS-TOKEN", "seqera-secret"),
+            ("INPUT_TOKEN-NAME", "ci"),
+        ];
+        assert!(SeqeraSettings::from_raw(&raw(&[], &seqera_only)).is_ok());
+        let invalid: &[(&str, &str, &str)] = &[
+            ("INPUT_TARGETS", "bogus:line", "targets"),
+            (
+                "INPUT_GITHUB-API-URL",
+                "http://github.example",
+                "github-api-url",
+            ),
+            ("INPUT_SECRET-NAME", "GITHUB_X", "secret-name"),
+            ("INPUT_MAX-CONCURRENCY", "0", "max-concurrency"),
+            ("INPUT_MAX-AGE", "0", "max-age"),
+            ("INPUT_GITHUB-TOKEN", "gh secret", "github-token"),
+            ("INPUT_COMMAND", "nope", "command"),
+            ("GITHUB_REPOSITORY", "octo", "repository"),
+        ];
+        for (var, value, setting) in invalid {
+            let mut env = seqera_only.to_vec();
+            env.push((var, value));
+            let err = SeqeraSettings::from_raw(&raw(&[], &env))
+                .err()
+                .unwrap_or_else(|| panic!("{var}={value} accepted"));
+            assert_eq!(
+                err.0.iter().map(|p| p.setting).collect::<Vec<_>>(),
+                [*setting],
+                "{err}"
+            );
+        }
+    }
+
+    // Issue 15, defect 10: a credential pasted into another input was quoted by its error.
+    #[test]
+    fn a_credential_in_another_setting_is_invalid_and_never_quoted() {
+        for (var, value) in [
+            ("INPUT_SECRET-NAME", "gh_secret_value_1234"),
+            ("INPUT_TARGETS", "repo:octo/app=gh_secret_value_1234"),
+            ("INPUT_ENVIRONMENT", "seqera_secret_value"),
+            ("INPUT_TOKEN-NAME", "seqera_secret_value"),
+        ] {
+            let env = with(&[
+                ("INPUT_SEQERA-ACCESS-TOKEN", "seqera_secret_value"),
+                ("INPUT_GITHUB-TOKEN", "gh_secret_value_1234"),
+                (var, value),
+            ]);
+            let err = Settings::from_raw(&raw(&[], &env)).err().expect("rejected");
+            let text = err.to_string();
+            let setting = var.strip_prefix("INPUT_").unwrap().to_ascii_lowercase();
+            assert!(
+                err.0
+                    .iter()
+                    .any(|p| p.setting == setting && p.message.contains("credential")),
+                "{text}"
+            );
+            // Only the message about the credential; other checks may quote the value, which
+            // the scrubber (told every credential before this runs) then hides.
+            let p = err
+                .0
+                .iter()
+                .find(|p| p.message.contains("credential"))
+                .unwrap();
+            assert!(!p.to_string().contains("secret_value"), "{p}");
+        }
+        // A parser's message about a credential setting never quotes it.
+        let env = with(&[("INPUT_GITHUB-TOKEN", "gh secret value")]);
+        let err = Settings::from_raw(&raw(&[], &env)).err().unwrap();
+        assert!(!err.to_string().contains("secret value"), "{err}");
+        // Every credential is registered for scrubbing, as given.
+        let r = raw(&[], &with(&[("INPUT_GITHUB-TOKEN", " gh secret ")]));
+        let mut known: Vec<&str> = r.credentials().collect();
+        known.sort_unstable();
+        assert_eq!(known, [" gh secret ", "seqera-secret"]);
+    }
+
+    /// Every setting that holds a token is marked as a credential (a new one, e.g.
+    /// `gitlab-token` or `vault-token`, must be added to CREDENTIALS), and every credential
+    /// is a setting.
+    #[test]
+    fn every_token_setting_is_a_credential() {
+        for s in SETTINGS {
+            if s.name.ends_with("-token")
+                || s.name.ends_with("-password")
+                || s.name.ends_with("-secret")
+            {
+                assert!(
+                    CREDENTIALS.contains(&s.name),
+                    "mark `{}` as a credential",
+                    s.name
+                );
+            }
+        }
+        for c in CREDENTIALS {
+            assert!(SETTINGS.iter().any(|s| s.name == *c), "`{c}` is no setting");
+        }
     }
 
     #[test]

@@ -394,7 +394,8 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
     let holdings = stream::iter(s.targets.iter().map(|t| stores.of(t).inspect(t)))
         .buffered(READ_CONCURRENCY)
         .collect::<Vec<_>>();
-    let rec = record::load(stores.github.client(), s.record.as_ref());
+    let place = s.record();
+    let rec = record::load(stores.github.client(), place.as_ref());
     let (seqera_reads, holdings, rec) = tokio::join!(seqera_reads, holdings, rec);
     let mut problems = Vec::new();
     let tokens = match seqera_reads {

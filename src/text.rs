@@ -145,10 +145,41 @@ pub fn cap(s: &str, max: usize) -> String {
     out
 }
 
+/// Breaks what GitHub's Markdown would make a link of by itself (an autolink: `https://…`,
+/// `www.…`, an e-mail address; also an `@mention`): `://` of any scheme is shown as `[:]//`,
+/// `www.` (any case) as `www[.]`, `@` as `[@]` — the usual way to quote a link so that it
+/// stays readable but cannot be followed (SPEC §8: no server text becomes a link).
+fn defang(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("://") {
+            out.push_str("[:]//");
+            rest = after;
+        } else if rest
+            .get(..4)
+            .is_some_and(|w| w.eq_ignore_ascii_case("www."))
+        {
+            out.push_str(&rest[..3]);
+            out.push_str("[.]");
+            rest = &rest[4..];
+        } else {
+            if c == '@' {
+                out.push_str("[@]");
+            } else {
+                out.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
 /// Outside text for a Markdown table cell of the job summary: [`printable`], then escaped so
-/// that it shows as the text it is (no HTML, no links, no images, no code spans, no new cell).
+/// that it shows as the text it is (no HTML, no links — not even autolinks, see [`defang`] —
+/// no images, no code spans, no new cell).
 pub fn md_cell(scrubber: &Scrubber, text: &str, max: usize) -> String {
-    let line = printable(scrubber, text, max);
+    let line = defang(&printable(scrubber, text, max));
     let mut out = String::with_capacity(line.len() + 8);
     for c in line.chars() {
         match c {
@@ -236,6 +267,50 @@ mod tests {
         assert!(!cell.contains("](") && !cell.contains(" | "), "{cell}");
         assert!(!cell.contains("`x`"), "{cell}");
         assert_eq!(md_code(&s, "a`b", 10), "<code>a\\`b</code>");
+    }
+
+    // Issue 15, defect 8: server text became live links in the job summary (GitHub's
+    // Markdown autolinks `https://…` and `www.…`: phishing).
+    #[test]
+    fn summary_cells_carry_no_autolink() {
+        let s = scrubber(&[]);
+        let cell = md_cell(
+            &s,
+            "Sign in at https://evil.example/login, WWW.Evil.Example, ftp://x, mail a@evil.example, ping @admin",
+            300,
+        );
+        assert_eq!(
+            cell,
+            "Sign in at https\\[:\\]//evil.example/login, WWW\\[.\\]Evil.Example, ftp\\[:\\]//x, mail a\\[@\\]evil.example, ping \\[@\\]admin"
+        );
+        assert_eq!(
+            md_code(&s, "env:octo/app/www.x", 100),
+            "<code>env:octo/app/www\\[.\\]x</code>"
+        );
+        // Unicode around the markers is kept whole.
+        assert_eq!(md_cell(&s, "é://ü wwwé. ww", 100), "é\\[:\\]//ü wwwé. ww");
+    }
+
+    proptest! {
+        /// No cell holds `://`, `www.` (any case) or a bare `@`, whatever the text.
+        #[test]
+        fn no_cell_holds_an_autolink(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("://".to_string()), Just("www.".to_string()), Just("WwW.".to_string()),
+                    Just("@".to_string()), Just(":".to_string()), Just("w".to_string()),
+                    Just("/".to_string()), Just(".".to_string()), "\\PC{0,6}",
+                ],
+                0..16,
+            ),
+            max in 1usize..100,
+        ) {
+            let text: String = parts.concat();
+            let cell = md_cell(&Scrubber::default(), &text, max);
+            prop_assert!(!cell.contains("://"), "{cell:?}");
+            prop_assert!(!cell.to_ascii_lowercase().contains("www."), "{cell:?}");
+            prop_assert!(cell.matches('@').count() == cell.matches("[@\\]").count(), "{cell:?}");
+        }
     }
 
     fn credential() -> impl Strategy<Value = String> {

@@ -378,3 +378,25 @@ fn a_dry_run_writes_no_record() {
     assert_eq!(record(&w), None);
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
 }
+
+#[test]
+fn revoke_keeps_the_recorded_token_and_every_newer_one() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    let a = assert_target_live(&w);
+    assert_eq!(w.run(&[("INPUT_KEEP-PREVIOUS", "1")], &[]).code, 0);
+    let b = assert_target_live(&w);
+    // A token newer than the record's: a run that did not finish may have written it.
+    let c = w.sb.create_token(w.user, "ci-20250101-000000");
+    let run = w.run(&[], &["revoke", "--keep", "0"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.all()
+            .contains("it and every newer managed token are kept"),
+        "{run:#?}"
+    );
+    assert!(!w.sb.is_live(&a.value), "older than the record: revoked");
+    assert!(w.sb.is_live(&b.value) && w.sb.is_live(&c.value));
+    assert_eq!(assert_target_live(&w).id, b.id);
+    w.assert_no_leak(&run, false);
+}

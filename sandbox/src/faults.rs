@@ -2,8 +2,9 @@
 //! and what to do to them instead of (or before) answering normally.
 //!
 //! Paths are matched against the path exactly as received, without the query
-//! string: still percent-encoded, and for Seqera including the `/api` prefix
-//! (e.g. `/api/tokens`, `/repos/o/r/environments/prod%2Feu/secrets/X`).
+//! string: still percent-encoded, and for Seqera including the `/api` prefix, for GitLab
+//! the `/api/v4` prefix (e.g. `/api/tokens`, `/repos/o/r/environments/prod%2Feu/secrets/X`,
+//! `/api/v4/projects/grp%2Fproj/variables/X`).
 
 use std::time::Duration;
 
@@ -280,6 +281,18 @@ impl FaultRule {
     pub fn github(method: &str, path: PathMatch, when: Occurrence, action: FaultAction) -> Self {
         FaultRule {
             api: Api::Github,
+            method: method.to_owned(),
+            path,
+            when,
+            action,
+        }
+    }
+
+    /// A rule for the fake GitLab API (paths include `/api/v4`, e.g.
+    /// `/api/v4/projects/grp%2Fproj/variables/KEY`).
+    pub fn gitlab(method: &str, path: PathMatch, when: Occurrence, action: FaultAction) -> Self {
+        FaultRule {
+            api: Api::Gitlab,
             method: method.to_owned(),
             path,
             when,

@@ -1,4 +1,4 @@
-//! HTTP/1.1 plumbing shared by both fakes: the accept loop, the per-request
+//! HTTP/1.1 plumbing shared by the fakes: the accept loop, the per-request
 //! pipeline (record → fault → latency → handler), and response helpers.
 //!
 //! Each request is processed in its own task, detached from the connection: if a
@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::faults::FaultAction;
-use crate::{clock, github, lock, seqera, Api, RequestRecord, Shared};
+use crate::{clock, github, gitlab, lock, seqera, Api, RequestRecord, Shared};
 
 /// Every response the handlers produce (a whole body).
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -319,6 +319,7 @@ fn dispatch(api: Api, shared: &Shared, req: &Req) -> Resp {
     match api {
         Api::Seqera => seqera::handle(shared, req),
         Api::Github => github::handle(shared, req),
+        Api::Gitlab => gitlab::handle(shared, req),
     }
 }
 
@@ -326,7 +327,7 @@ fn dispatch(api: Api, shared: &Shared, req: &Req) -> Resp {
 /// also on injected faults.
 fn decorate(api: Api, shared: &Shared, req: &Req, resp: Resp) -> Resp {
     match api {
-        Api::Seqera => resp,
+        Api::Seqera | Api::Gitlab => resp,
         Api::Github => lock(&shared.github).decorate(req, resp),
     }
 }

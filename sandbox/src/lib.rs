@@ -1,11 +1,12 @@
-//! A faithful fake Seqera Platform API and a fake GitHub REST secrets API, on
-//! loopback, with fault injection and inspectable state.
+//! A faithful fake Seqera Platform API, a fake GitHub REST secrets API and a fake GitLab
+//! CI/CD variables API (see `gitlab.rs`), on loopback, with fault injection and
+//! inspectable state.
 //!
-//! [`Sandbox::start`] binds two HTTP/1.1 servers on `127.0.0.1` with ephemeral
+//! [`Sandbox::start`] binds three HTTP/1.1 servers on `127.0.0.1` with ephemeral
 //! ports and serves them from a private tokio runtime on a background thread, so
 //! the API is synchronous and works both from plain `#[test]` functions and from
 //! inside another tokio runtime (the binary's `demo` command). Dropping the
-//! [`Sandbox`] stops both servers, closes every connection and joins the thread.
+//! [`Sandbox`] stops the servers, closes every connection and joins the thread.
 //!
 //! The fakes follow `shared/contracts/seqera-tokens.openapi.yaml` and
 //! `shared/contracts/github-secrets.openapi.json` (status codes, JSON shapes,
@@ -78,6 +79,7 @@
 mod clock;
 mod faults;
 mod github;
+mod gitlab;
 mod http;
 mod keys;
 mod seqera;
@@ -94,14 +96,17 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::sync::oneshot;
 
 pub use faults::{FaultAction, FaultRule, Occurrence, PathMatch};
+pub use gitlab::GitlabVariable;
 
-/// Which of the two fake APIs a request went to (or a fault rule applies to).
+/// Which of the fake APIs a request went to (or a fault rule applies to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Api {
     /// The fake Seqera Platform API, served under `/api`.
     Seqera,
     /// The fake GitHub REST API, served at the root.
     Github,
+    /// The fake GitLab REST API (CI/CD variables), served under `/api/v4`.
+    Gitlab,
 }
 
 /// A Seqera access token as the fake stores it (test data: `Debug` shows the value).
@@ -341,6 +346,7 @@ impl RequestRecord {
 pub(crate) struct Shared {
     pub(crate) seqera: Mutex<seqera::State>,
     pub(crate) github: Mutex<github::State>,
+    pub(crate) gitlab: Mutex<gitlab::State>,
     /// Request log; each entry carries a sequence number so a late status update
     /// finds its record even after [`Sandbox::clear_requests`].
     pub(crate) log: Mutex<(u64, Vec<(u64, RequestRecord)>)>,
@@ -361,6 +367,7 @@ pub struct Sandbox {
     shared: Arc<Shared>,
     seqera_addr: SocketAddr,
     github_addr: SocketAddr,
+    gitlab_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -374,14 +381,18 @@ impl Sandbox {
         // Bind here, synchronously, so the ports are known (and listening) on return.
         let seqera_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let github_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let gitlab_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         seqera_listener.set_nonblocking(true)?;
         github_listener.set_nonblocking(true)?;
+        gitlab_listener.set_nonblocking(true)?;
         let seqera_addr = seqera_listener.local_addr()?;
         let github_addr = github_listener.local_addr()?;
+        let gitlab_addr = gitlab_listener.local_addr()?;
 
         let shared = Arc::new(Shared {
             seqera: Mutex::new(seqera::State::new()),
             github: Mutex::new(github::State::new(format!("http://{github_addr}"))),
+            gitlab: Mutex::new(gitlab::State::new()),
             log: Mutex::new((0, Vec::new())),
             faults: Mutex::new(faults::Faults::default()),
             latency: Mutex::new(Duration::ZERO),
@@ -409,9 +420,10 @@ impl Sandbox {
                 rt.block_on(async move {
                     let seqera = tokio::net::TcpListener::from_std(seqera_listener);
                     let github = tokio::net::TcpListener::from_std(github_listener);
-                    let (seqera, github) = match (seqera, github) {
-                        (Ok(s), Ok(g)) => (s, g),
-                        (Err(e), _) | (_, Err(e)) => {
+                    let gitlab = tokio::net::TcpListener::from_std(gitlab_listener);
+                    let (seqera, github, gitlab) = match (seqera, github, gitlab) {
+                        (Ok(s), Ok(g), Ok(l)) => (s, g, l),
+                        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
@@ -419,7 +431,8 @@ impl Sandbox {
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = http::serve(seqera, Api::Seqera, Arc::clone(&for_thread)) => {}
-                        () = http::serve(github, Api::Github, for_thread) => {}
+                        () = http::serve(github, Api::Github, Arc::clone(&for_thread)) => {}
+                        () = http::serve(gitlab, Api::Gitlab, for_thread) => {}
                         _ = stop_rx => {}
                     }
                 });
@@ -433,6 +446,7 @@ impl Sandbox {
                 shared,
                 seqera_addr,
                 github_addr,
+                gitlab_addr,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),
@@ -461,6 +475,17 @@ impl Sandbox {
         format!("http://{}", self.github_addr)
     }
 
+    /// Base URL of the fake GitLab API, e.g. `http://127.0.0.1:PORT/api/v4` (what
+    /// `CI_API_V4_URL` holds; anything outside `/api/v4` is 404).
+    pub fn gitlab_url(&self) -> String {
+        format!("http://{}/api/v4", self.gitlab_addr)
+    }
+
+    /// Socket address of the fake GitLab server.
+    pub fn gitlab_addr(&self) -> SocketAddr {
+        self.gitlab_addr
+    }
+
     /// Socket address of the fake Seqera server.
     pub fn seqera_addr(&self) -> SocketAddr {
         self.seqera_addr
@@ -471,7 +496,7 @@ impl Sandbox {
         self.github_addr
     }
 
-    /// Stops both servers and joins their thread (dropping the sandbox does the same).
+    /// Stops the servers and joins their thread (dropping the sandbox does the same).
     pub fn shutdown(self) {
         drop(self);
     }
@@ -756,6 +781,7 @@ impl std::fmt::Debug for Sandbox {
         f.debug_struct("Sandbox")
             .field("seqera_url", &self.seqera_url())
             .field("github_url", &self.github_url())
+            .field("gitlab_url", &self.gitlab_url())
             .finish_non_exhaustive()
     }
 }
