@@ -20,7 +20,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
-use crate::store::{GithubStore, Mask, Stores, VaultStore, WriteOutcome};
+use crate::store::{GithubStore, GitlabStore, Mask, Stores, VaultStore, WriteOutcome};
 use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
@@ -199,12 +199,11 @@ pub(crate) fn settings_and_clients(
         );
     }
     // Stores still to come (SPEC §9): refused before anything is sent.
-    if let Some(t) = s.targets.iter().find(|t| {
-        matches!(
-            t.store_kind(),
-            StoreKind::AwsSm | StoreKind::AwsSsm | StoreKind::Gitlab
-        )
-    }) {
+    if let Some(t) = s
+        .targets
+        .iter()
+        .find(|t| matches!(t.store_kind(), StoreKind::AwsSm | StoreKind::AwsSsm))
+    {
         out.error(&format!(
             "target `{}`: this build cannot write to {} yet",
             t.label,
@@ -232,6 +231,7 @@ pub(crate) fn settings_and_clients(
                 .vault
                 .clone()
                 .map(|v| VaultStore::new(http.clone(), v, mask(out))),
+            gitlab: s.gitlab.clone().map(|g| GitlabStore::new(http.clone(), g)),
         },
     };
     Ok((s, clients))

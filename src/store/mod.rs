@@ -9,6 +9,7 @@
 //! that *unknown* is sticky: nothing a later attempt answers, short of success, undoes it.
 
 pub mod github;
+pub mod gitlab;
 pub mod vault;
 
 use futures_util::future::BoxFuture;
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 use crate::target::{StoreKind, Target};
 
 pub use github::GithubStore;
+pub use gitlab::GitlabStore;
 pub use vault::VaultStore;
 
 /// Masks a credential obtained at run time (an OIDC token, a Vault client token) and
@@ -143,6 +145,8 @@ pub struct Stores {
     pub github: GithubStore,
     /// Vault / OpenBao KV v2; Some when a `vault:` target is configured.
     pub vault: Option<VaultStore>,
+    /// GitLab CI/CD variables; Some when a `gitlab:` or `gitlab-group:` target is configured.
+    pub gitlab: Option<GitlabStore>,
 }
 
 /// The store of a kind this run has no client for: every call fails, saying so (settings
@@ -202,6 +206,10 @@ impl Stores {
             StoreKind::Vault => match &self.vault {
                 Some(v) => v,
                 None => absent(StoreKind::Vault),
+            },
+            StoreKind::Gitlab => match &self.gitlab {
+                Some(g) => g,
+                None => absent(StoreKind::Gitlab),
             },
             k => absent(k),
         }
