@@ -420,3 +420,60 @@ fn a_jwt_role_that_refuses_the_token_fails_preflight_naming_the_role() {
     let jwt = issued.lock().unwrap()[0].clone();
     w.assert_no_leak_of(&r, &[&jwt, ID_REQUEST_TOKEN, ROOT]);
 }
+
+// One run, every kind of store the build writes: the same new token lands in a GitHub secret,
+// a Vault field and a GitLab variable; the next rotation moves all three on and only then
+// revokes the first token.
+#[test]
+fn a_mixed_github_vault_gitlab_fan_out_in_one_run() {
+    let Some((w, bao, token)) = setup() else {
+        return;
+    };
+    const GL: &str = "glpat-mixed-fan-out-token-0123456789";
+    w.sb.add_gitlab_token(GL, true);
+    w.sb.add_gitlab_project("grp/app");
+    let (addr, gl_url) = (bao.url(), w.sb.gitlab_url());
+    let targets = "repo:octo/app\nvault:secret/seqera/ci\ngitlab:grp/app";
+    let env = [
+        ("INPUT_TARGETS", targets),
+        ("INPUT_VAULT-ADDR", addr.as_str()),
+        ("INPUT_VAULT-TOKEN", token.as_str()),
+        ("INPUT_GITLAB-TOKEN", GL),
+        ("INPUT_GITLAB-API-URL", gl_url.as_str()),
+    ];
+    let dry = w.run(&env, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:#?}");
+    assert!(
+        dry.all().contains("Vault KV v2 secret `secret/seqera/ci`")
+            && dry.all().contains("GitLab project `grp/app`"),
+        "the plan names every store: {dry:#?}"
+    );
+    assert_eq!(w.sb.tokens().len(), 1, "a dry run creates nothing");
+
+    let mut held = Vec::new();
+    for force in ["false", "true"] {
+        let r = w.run(&[&env[..], &[("INPUT_FORCE", force)]].concat(), &[]);
+        assert_eq!(r.code, 0, "{r:#?}");
+        assert_eq!(
+            r.out("updated-targets"),
+            "repo:octo/app,vault:secret/seqera/ci,gitlab:grp/app"
+        );
+        let gh = w.live_token_in(&World::repo_scope(), SECRET);
+        let fields = bao.fields(None, "secret", PATH).unwrap();
+        let v = live_in_field(&w, &fields, "TOWER_ACCESS_TOKEN");
+        let gl = w.sb.gitlab_variable("grp/app", SECRET).unwrap();
+        assert_eq!(
+            (v.id, w.sb.token_by_value(&gl.value).unwrap().id),
+            (gh.id, gh.id)
+        );
+        assert_eq!(r.out("token-id"), gh.id.to_string());
+        w.assert_no_leak_of(&r, &[&token, GL, ROOT]);
+        held.push(gh);
+    }
+    assert!(held[1].id > held[0].id);
+    assert!(
+        !w.sb.is_live(&held[0].value),
+        "the first token is revoked after the second run"
+    );
+    assert_eq!(w.live_managed_ids(), vec![held[1].id]);
+}
