@@ -1210,6 +1210,28 @@ mod tests {
         assert_eq!(e.to_string().chars().count(), "HTTP 500: ".len() + 301);
     }
 
+    #[test]
+    fn vault_and_gitlab_error_bodies_are_quoted() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            describe_body(&h, br#"{"errors":["permission denied","2nd"]}"#),
+            "permission denied; 2nd"
+        );
+        assert_eq!(
+            describe_body(&h, br#"{"message":{"key":["(K) has already been taken"]}}"#),
+            r#"{"key":["(K) has already been taken"]}"#
+        );
+        assert_eq!(
+            describe_body(
+                &h,
+                br#"{"error":"insufficient_scope","error_description":"needs api","scope":"api"}"#
+            ),
+            "insufficient_scope: needs api"
+        );
+        // Vault's 404 for a missing secret has an empty list: described as the body.
+        assert_eq!(describe_body(&h, br#"{"errors":[]}"#), r#"{"errors":[]}"#);
+    }
+
     // Issue 9, defect 3: a body echoing the credential near the cut printed 60 of its 71
     // characters, because the text was cut before it was scrubbed.
     #[test]

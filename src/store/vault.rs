@@ -169,6 +169,8 @@ impl VaultStore {
         segments.push("login");
         let login = anonymous.url(&segments);
         let body = json!({"role": role, "jwt": jwt.expose_secret()});
+        // Repeating a login is harmless (at worst a second short-lived token), so it is
+        // retried like a read.
         let answer = anonymous
             .send(Method::POST, login, Some(&body), Retry::Idempotent)
             .await
