@@ -477,3 +477,43 @@ fn a_mixed_github_vault_gitlab_fan_out_in_one_run() {
     );
     assert_eq!(w.live_managed_ids(), vec![held[1].id]);
 }
+
+// `min-age` drift (SPEC §5 step 3): a readable store's token id decides. A field that still
+// holds the newest token keeps the run not due; one that someone overwrote makes it due.
+#[test]
+fn a_vault_field_that_lost_the_newest_token_makes_the_rotation_due() {
+    let Some((w, bao, token)) = setup() else {
+        return;
+    };
+    let addr = bao.url();
+    let env = [vault_env(&addr, &token), vec![("INPUT_MIN-AGE", "30d")]].concat();
+    let r = w.run(&env, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let first = live_in_field(
+        &w,
+        &bao.fields(None, "secret", PATH).unwrap(),
+        "TOWER_ACCESS_TOKEN",
+    );
+    let version = bao.version("secret", PATH);
+
+    let r = w.run(&env, &[]);
+    assert_eq!((r.code, r.out("rotated")), (0, "false"), "{r:#?}");
+    assert_eq!(
+        bao.version("secret", PATH),
+        version,
+        "not due: nothing written"
+    );
+
+    bao.put(
+        None,
+        "secret",
+        PATH,
+        json!({"TOWER_ACCESS_TOKEN": "someone-else", "other": "keep-me"}),
+    );
+    let r = w.run(&env, &[]);
+    assert_eq!((r.code, r.out("rotated")), (0, "true"), "{r:#?}");
+    let fields = bao.fields(None, "secret", PATH).unwrap();
+    let second = live_in_field(&w, &fields, "TOWER_ACCESS_TOKEN");
+    assert!(second.id > first.id);
+    w.assert_no_leak_of(&r, &[&token, ROOT]);
+}
