@@ -101,7 +101,12 @@ pub const SETTINGS: &[SettingSpec] = &[
 /// with the scrubber before any setting is checked ([`Raw::credentials`]), so that no message
 /// quotes one, whichever input it was pasted into; and no error about one of them quotes its
 /// value. A new credential setting (e.g. `gitlab-token`) only needs its name here.
-pub const CREDENTIALS: &[&str] = &["seqera-access-token", "github-token"];
+pub const CREDENTIALS: &[&str] = &[
+    "seqera-access-token",
+    "github-token",
+    "gitlab-token",
+    "vault-token",
+];
 
 /// The commands the `command` setting may name (the others take flags of their own).
 pub const SETTING_COMMANDS: &[&str] = &["rotate", "status", "list"];
