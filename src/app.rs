@@ -376,8 +376,12 @@ pub fn summary(s: &Settings, o: &Outcome, scrubber: &Scrubber) -> String {
             .join(", ")
     };
     m.push_str(&format!(
-        "| Revoked token ids | {revoked} |\n| Kept previous | {} |\n\n",
-        s.keep_previous
+        "| Revoked token ids | {revoked} |\n| Kept previous | {} |\n| Record | {} |\n\n",
+        s.keep_previous,
+        match (&o.token, o.recorded) {
+            (Some(t), true) => format!("written: every target holds id {}", t.id),
+            _ => "not written".to_string(),
+        }
     ));
     if !o.targets.is_empty() {
         m.push_str("| Target | Result |\n|---|---|\n");

@@ -201,6 +201,14 @@ fn the_record_is_written_after_every_target_and_says_what_they_hold() {
     let held = assert_target_live(&w);
     let r = record(&w).expect("a record");
     assert_eq!(r["tokenId"], held.id);
+    assert!(
+        run.summary.contains(&format!(
+            "| Record | written: every target holds id {} |",
+            held.id
+        )),
+        "{}",
+        run.summary
+    );
     assert_eq!(r["tokenName"], held.name.as_str());
     assert_eq!(r["count"], 2);
     // sha256 of the sorted labels joined by a newline.
