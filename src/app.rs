@@ -20,7 +20,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
-use crate::store::{GithubStore, Stores, WriteOutcome};
+use crate::store::{GithubStore, GitlabStore, Mask, Stores, VaultStore, WriteOutcome};
 use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
@@ -198,12 +198,11 @@ pub(crate) fn settings_and_clients(
             s.seqera.access_token.expose_secret()
         );
     }
-    // Until the store layer (SPEC §9) lands, only GitHub targets can be written; every
-    // target being a GitHub one, validation has required the GitHub token.
+    // Stores still to come (SPEC §9): refused before anything is sent.
     if let Some(t) = s
         .targets
         .iter()
-        .find(|t| t.store_kind() != StoreKind::Github)
+        .find(|t| matches!(t.store_kind(), StoreKind::AwsSm | StoreKind::AwsSsm))
     {
         out.error(&format!(
             "target `{}`: this build cannot write to {} yet",
@@ -225,12 +224,23 @@ pub(crate) fn settings_and_clients(
         ),
         stores: Stores {
             github: GithubStore::new(
-                github_client(http, &s, github_token, env),
+                github_client(http.clone(), &s, github_token, env),
                 s.org_access.clone(),
             ),
+            vault: s
+                .vault
+                .clone()
+                .map(|v| VaultStore::new(http.clone(), v, mask(out))),
+            gitlab: s.gitlab.clone().map(|g| GitlabStore::new(http.clone(), g)),
         },
     };
     Ok((s, clients))
+}
+
+/// Masks (`::add-mask::`) and scrubs a credential a store obtains at run time.
+fn mask(out: &Report) -> Mask {
+    let out = out.clone();
+    std::sync::Arc::new(move |v: &SecretString| out.mask(v))
 }
 
 /// The `rotate` command, from raw settings to exit code.

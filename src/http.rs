@@ -32,6 +32,13 @@ pub enum Api {
     Seqera,
     /// GitHub REST.
     Github,
+    /// HashiCorp Vault / OpenBao: the token goes in `X-Vault-Token` (none before login).
+    Vault,
+    /// GitLab REST: `Authorization: Bearer`, which takes every kind of GitLab token
+    /// (personal, project, group and OAuth access tokens; `PRIVATE-TOKEN` takes no OAuth one).
+    Gitlab,
+    /// The runner's OIDC token service (`ACTIONS_ID_TOKEN_REQUEST_URL`), bearer auth.
+    Actions,
 }
 
 /// The `User-Agent` of every request.
@@ -316,15 +323,15 @@ impl Http {
 
     /// Sends a request with the retry policy; returns a response with a 2xx status, or the
     /// reason there is none.
-    pub async fn send(
+    async fn send(
         &self,
-        api: Api,
+        to: &ApiClient,
         method: Method,
         url: Url,
-        bearer: &SecretString,
         body: Option<&serde_json::Value>,
         retry: Retry,
     ) -> Result<Response, HttpError> {
+        let api = to.api;
         let mut attempt = 0u32;
         let mut unanswered = false;
         loop {
@@ -332,7 +339,7 @@ impl Http {
                 p.acquire().await;
             }
             let result = self
-                .once(api, method.clone(), url.clone(), bearer, body)
+                .once(to, method.clone(), url.clone(), body)
                 .await
                 .and_then(reject_broken_success);
             // A request that reached the server and got no clear answer may have been
@@ -401,31 +408,44 @@ impl Http {
 
     async fn once(
         &self,
-        api: Api,
+        to: &ApiClient,
         method: Method,
         url: Url,
-        bearer: &SecretString,
         body: Option<&serde_json::Value>,
     ) -> Result<Response, HttpError> {
-        let mut auth = HeaderValue::from_str(&Zeroizing::new(format!(
-            "Bearer {}",
-            bearer.expose_secret()
-        )))
-        .map_err(|_| HttpError::Decode {
-            detail: "the token cannot be sent in an HTTP header".into(),
-        })?;
-        auth.set_sensitive(true);
+        let (api, bearer) = (to.api, &to.token);
+        let header = |prefix: &str| {
+            let mut v = HeaderValue::from_str(&Zeroizing::new(format!(
+                "{prefix}{}",
+                bearer.expose_secret()
+            )))
+            .map_err(|_| HttpError::Decode {
+                detail: "the token cannot be sent in an HTTP header".into(),
+            })?;
+            v.set_sensitive(true);
+            Ok::<_, HttpError>(v)
+        };
         let mut req = self
             .client
             .request(method, url)
-            .header(AUTHORIZATION, auth)
             .header(USER_AGENT, USER_AGENT_VALUE);
         req = match api {
             Api::Github => req
+                .header(AUTHORIZATION, header("Bearer ")?)
                 .header(ACCEPT, "application/vnd.github+json")
                 .header("X-GitHub-Api-Version", "2022-11-28"),
-            Api::Seqera => req.header(ACCEPT, "application/json"),
+            // No token yet (the JWT login itself): no header.
+            Api::Vault if bearer.expose_secret().is_empty() => {
+                req.header(ACCEPT, "application/json")
+            }
+            Api::Vault => req
+                .header("X-Vault-Token", header("")?)
+                .header(ACCEPT, "application/json"),
+            Api::Seqera | Api::Gitlab | Api::Actions => req
+                .header(AUTHORIZATION, header("Bearer ")?)
+                .header(ACCEPT, "application/json"),
         };
+        req = req.headers(to.headers.clone());
         if let Some(b) = body {
             req = req
                 .header(CONTENT_TYPE, "application/json")
@@ -541,8 +561,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// on what the body was, else the body's text.
 fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-            return m.to_string();
+        match v.get("message") {
+            Some(serde_json::Value::String(m)) => return m.to_string(),
+            // GitLab's validation errors: `{"message":{"key":["has already been taken"]}}`.
+            Some(m @ serde_json::Value::Object(_)) => return m.to_string(),
+            _ => {}
+        }
+        // Vault: `{"errors":["permission denied"]}`.
+        if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
+            let texts: Vec<&str> = errors.iter().filter_map(|e| e.as_str()).collect();
+            if !texts.is_empty() {
+                return texts.join("; ");
+            }
+        }
+        // OAuth-style (GitLab): `{"error":"insufficient_scope","error_description":"…"}`.
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return match v.get("error_description").and_then(|d| d.as_str()) {
+                Some(d) => format!("{e}: {d}"),
+                None => e.to_string(),
+            };
         }
     }
     let ctype = headers
@@ -690,6 +727,8 @@ pub struct ApiClient {
     api: Api,
     base: Url,
     token: SecretString,
+    /// Sent on every request besides the API's own (Vault's `X-Vault-Namespace`).
+    headers: HeaderMap,
 }
 
 impl ApiClient {
@@ -701,7 +740,14 @@ impl ApiClient {
             api,
             base,
             token,
+            headers: HeaderMap::new(),
         }
+    }
+
+    /// The same client sending `name: value` on every request.
+    pub fn with_header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
     }
 
     /// The same API and token, every attempt paced by `pacer`.
@@ -714,7 +760,10 @@ impl ApiClient {
 
     /// The same API authenticating with another token.
     pub fn with_token(&self, token: SecretString) -> Self {
-        Self::new(self.http.clone(), self.api, self.base.clone(), token)
+        Self {
+            headers: self.headers.clone(),
+            ..Self::new(self.http.clone(), self.api, self.base.clone(), token)
+        }
     }
 
     /// `base` + percent-encoded `segments`.
@@ -722,7 +771,7 @@ impl ApiClient {
         endpoint(&self.base, segments)
     }
 
-    /// Sends with the retry policy (see [`Http::send`]).
+    /// Sends with the retry policy of SPEC §5; a 2xx response, or the reason there is none.
     pub async fn send(
         &self,
         method: Method,
@@ -730,9 +779,7 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
         retry: Retry,
     ) -> Result<Response, HttpError> {
-        self.http
-            .send(self.api, method, url, &self.token, body, retry)
-            .await
+        self.http.send(self, method, url, body, retry).await
     }
 
     /// Registers another value (e.g. a token just received) for scrubbing.
@@ -1043,15 +1090,11 @@ mod tests {
         p.timeout = Duration::from_secs(5);
         p.backoff_base = Duration::from_millis(1);
         let http = Http::new(p, Scrubber::default()).unwrap();
-        http.send(
-            Api::Github,
-            Method::GET,
-            Url::parse(url).unwrap(),
-            &SecretString::from("ghs_bearer_of_the_test_0123456789"),
-            None,
-            Retry::Never,
-        )
-        .await
+        let url = Url::parse(url).unwrap();
+        let token = SecretString::from("ghs_bearer_of_the_test_0123456789");
+        ApiClient::new(http, Api::Github, url.clone(), token)
+            .send(Method::GET, url, None, Retry::Never)
+            .await
     }
 
     // Issue 15, defect 7: HTTP_PROXY was used for loopback `http://` URLs, sending bearer
@@ -1165,6 +1208,28 @@ mod tests {
         let http = Http::new(policy(), Scrubber::default()).unwrap();
         let e = http.status_error(&resp(500, &[], &"x".repeat(1000)), false);
         assert_eq!(e.to_string().chars().count(), "HTTP 500: ".len() + 301);
+    }
+
+    #[test]
+    fn vault_and_gitlab_error_bodies_are_quoted() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            describe_body(&h, br#"{"errors":["permission denied","2nd"]}"#),
+            "permission denied; 2nd"
+        );
+        assert_eq!(
+            describe_body(&h, br#"{"message":{"key":["(K) has already been taken"]}}"#),
+            r#"{"key":["(K) has already been taken"]}"#
+        );
+        assert_eq!(
+            describe_body(
+                &h,
+                br#"{"error":"insufficient_scope","error_description":"needs api","scope":"api"}"#
+            ),
+            "insufficient_scope: needs api"
+        );
+        // Vault's 404 for a missing secret has an empty list: described as the body.
+        assert_eq!(describe_body(&h, br#"{"errors":[]}"#), r#"{"errors":[]}"#);
     }
 
     // Issue 9, defect 3: a body echoing the credential near the cut printed 60 of its 71

@@ -501,6 +501,7 @@ pub struct OrgAccess {
 }
 
 /// GitLab access, for `gitlab:` and `gitlab-group:` targets (SPEC §9).
+#[derive(Clone)]
 pub struct GitlabSettings {
     /// Token that writes CI/CD variables (`PRIVATE-TOKEN`).
     pub token: SecretString,
@@ -509,6 +510,7 @@ pub struct GitlabSettings {
 }
 
 /// Vault / OpenBao access, for `vault:` targets (SPEC §9).
+#[derive(Clone)]
 pub struct VaultSettings {
     /// Vault address, used as given (requests go to `{addr}/v1/…`).
     pub addr: Url,
@@ -519,6 +521,7 @@ pub struct VaultSettings {
 }
 
 /// How the Vault client authenticates: exactly one of `vault-token` and `vault-role`.
+#[derive(Clone)]
 pub enum VaultAuth {
     /// `vault-token`, used as is.
     Token(SecretString),
@@ -537,6 +540,7 @@ pub enum VaultAuth {
 }
 
 /// The runner's OIDC token endpoint (set only with `permissions: id-token: write`).
+#[derive(Clone)]
 pub struct IdTokenRequest {
     /// `ACTIONS_ID_TOKEN_REQUEST_URL`, used as given (it carries a query).
     pub url: Url,

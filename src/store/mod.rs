@@ -9,6 +9,8 @@
 //! that *unknown* is sticky: nothing a later attempt answers, short of success, undoes it.
 
 pub mod github;
+pub mod gitlab;
+pub mod vault;
 
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
@@ -17,6 +19,12 @@ use time::OffsetDateTime;
 use crate::target::{StoreKind, Target};
 
 pub use github::GithubStore;
+pub use gitlab::GitlabStore;
+pub use vault::VaultStore;
+
+/// Masks a credential obtained at run time (an OIDC token, a Vault client token) and
+/// registers it for scrubbing, before it is used: `Report::mask`, handed to the stores.
+pub type Mask = std::sync::Arc<dyn Fn(&SecretString) + Send + Sync>;
 
 /// What a target holds, as far as its store can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,18 +143,75 @@ pub type Group<'s, 't> = (&'s dyn Store, Vec<(usize, &'t Target)>);
 pub struct Stores {
     /// GitHub secrets of every kind.
     pub github: GithubStore,
+    /// Vault / OpenBao KV v2; Some when a `vault:` target is configured.
+    pub vault: Option<VaultStore>,
+    /// GitLab CI/CD variables; Some when a `gitlab:` or `gitlab-group:` target is configured.
+    pub gitlab: Option<GitlabStore>,
 }
+
+/// The store of a kind this run has no client for: every call fails, saying so (settings
+/// validation makes it unreachable; it is here so that no target can cause a panic).
+struct Absent(StoreKind);
+
+impl Absent {
+    fn why(&self, t: &Target) -> String {
+        format!("{}: no {} client is configured", t.label, self.0.name())
+    }
+}
+
+impl Store for Absent {
+    fn prepare<'a>(
+        &'a self,
+        targets: &'a [&'a Target],
+        _drift: bool,
+    ) -> BoxFuture<'a, Result<Vec<Option<Holding>>, String>> {
+        let why = targets.first().map(|t| self.why(t)).unwrap_or_default();
+        Box::pin(async move { Err(why) })
+    }
+
+    fn write<'a>(&'a self, target: &'a Target, _: &'a NewValue<'a>) -> BoxFuture<'a, WriteOutcome> {
+        let why = self.why(target);
+        Box::pin(async move { WriteOutcome::Refused(why) })
+    }
+
+    fn inspect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Holding, String>> {
+        let why = self.why(target);
+        Box::pin(async move { Err(why) })
+    }
+
+    fn describe(&self, target: &Target) -> String {
+        self.why(target)
+    }
+
+    fn plan(&self, _targets: &[&Target]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+static ABSENT: [Absent; 5] = [
+    Absent(StoreKind::Github),
+    Absent(StoreKind::AwsSm),
+    Absent(StoreKind::AwsSsm),
+    Absent(StoreKind::Vault),
+    Absent(StoreKind::Gitlab),
+];
 
 impl Stores {
     /// The store that keeps `target`.
     pub fn of(&self, target: &Target) -> &dyn Store {
+        let absent =
+            |k: StoreKind| -> &dyn Store { ABSENT.iter().find(|a| a.0 == k).unwrap_or(&ABSENT[0]) };
         match target.store_kind() {
             StoreKind::Github => &self.github,
-            // Refused by `app` before anything is sent until their stores exist; the GitHub
-            // store refuses any target that is not its own.
-            StoreKind::AwsSm | StoreKind::AwsSsm | StoreKind::Vault | StoreKind::Gitlab => {
-                &self.github
-            }
+            StoreKind::Vault => match &self.vault {
+                Some(v) => v,
+                None => absent(StoreKind::Vault),
+            },
+            StoreKind::Gitlab => match &self.gitlab {
+                Some(g) => g,
+                None => absent(StoreKind::Gitlab),
+            },
+            k => absent(k),
         }
     }
 
