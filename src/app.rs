@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::ArgMatches;
+use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::github::GithubClient;
@@ -20,6 +21,7 @@ use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
 use crate::store::{GithubStore, Stores, WriteOutcome};
+use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
 /// Exit code: done.
@@ -129,8 +131,8 @@ pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Resul
 /// The GitHub client, paced to GitHub's write limits; for the test suite only, to other
 /// limits (`SEQERA_TOKEN_ROTATE_TEST_PACE`, see `pace::Limits::parse_test`), so a fan-out
 /// past the limits runs in seconds.
-fn github_client(http: Http, s: &Settings, env: Env<'_>) -> GithubClient {
-    let client = GithubClient::new(http, s.github_api_url.clone(), s.github_token.clone());
+fn github_client(http: Http, s: &Settings, token: SecretString, env: Env<'_>) -> GithubClient {
+    let client = GithubClient::new(http, s.github_api_url.clone(), token);
     match env("SEQERA_TOKEN_ROTATE_TEST_PACE").and_then(|v| Limits::parse_test(&v)) {
         Some(Some(limits)) => client.with_pacer(Pacer::new(limits)),
         Some(None) => client.with_pacer(Pacer::unlimited()),
@@ -147,8 +149,9 @@ pub(crate) fn settings_and_clients(
 ) -> Result<(Settings, Clients), u8> {
     let s = Settings::from_raw(raw).map_err(|e| usage_error(&e, out))?;
     // The runner masks `secrets.*`, but a token may come from elsewhere (another step's output).
-    out.mask(&s.seqera.access_token);
-    out.mask(&s.github_token);
+    for credential in s.credentials() {
+        out.mask(credential);
+    }
     // For the test suite only: a panic that quotes a credential, to check that the panic
     // hook prints it scrubbed (a panic is a bug; it must not also be a leak).
     if env("SEQERA_TOKEN_ROTATE_TEST_PANIC").is_some() {
@@ -158,6 +161,25 @@ pub(crate) fn settings_and_clients(
             s.seqera.access_token.expose_secret()
         );
     }
+    // Until the store layer (SPEC §9) lands, only GitHub targets can be written; every
+    // target being a GitHub one, validation has required the GitHub token.
+    if let Some(t) = s
+        .targets
+        .iter()
+        .find(|t| t.store_kind() != StoreKind::Github)
+    {
+        out.error(&format!(
+            "target `{}`: this build cannot write to {} yet",
+            t.label,
+            t.store_kind().name()
+        ));
+        out.step("Nothing was sent.");
+        return Err(EXIT_USAGE);
+    }
+    let Some(github_token) = s.github_token.clone() else {
+        out.error("missing `github-token`");
+        return Err(EXIT_USAGE);
+    };
     let http = http(&s.seqera, out, env)?;
     let clients = Clients {
         seqera: SeqeraClient::new(
@@ -166,7 +188,10 @@ pub(crate) fn settings_and_clients(
             s.seqera.access_token.clone(),
         ),
         stores: Stores {
-            github: GithubStore::new(github_client(http, &s, env), s.org_access.clone()),
+            github: GithubStore::new(
+                github_client(http, &s, github_token, env),
+                s.org_access.clone(),
+            ),
         },
     };
     Ok((s, clients))

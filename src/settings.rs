@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use url::{Host, Url};
 
 use crate::target::{
-    check_environment, check_owner, check_repo_name, parse_repository, parse_targets, Scope,
-    SecretName, Target,
+    check_environment, check_owner, check_repo_name, check_vault_path, parse_repository,
+    parse_targets, store_kinds_named, Scope, SecretName, StoreKind, Target,
 };
 
 /// One setting of SPEC §2.
@@ -40,7 +40,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "token-name", env: &[], default: None, switch: false,
         help: "Base name of the managed Seqera token, 1-34 characters (required); new tokens are named <token-name>-YYYYMMDD-HHMMSS" },
     SettingSpec { name: "github-token", env: &["GH_TOKEN", "GITHUB_TOKEN"], default: None, switch: false,
-        help: "GitHub token that may write the secrets (required for rotate). The workflow's own GITHUB_TOKEN cannot write secrets: use a GitHub App installation token or a fine-grained token with \"Secrets: Read and write\"" },
+        help: "GitHub token that may write the secrets (required with GitHub targets, and to keep the record). The workflow's own GITHUB_TOKEN cannot write secrets: use a GitHub App installation token or a fine-grained token with \"Secrets: Read and write\"" },
     SettingSpec { name: "github-api-url", env: &["GITHUB_API_URL"], default: Some("https://api.github.com"), switch: false,
         help: "GitHub REST base URL; GitHub Enterprise Server: https://HOST/api/v3" },
     SettingSpec { name: "repository", env: &["GITHUB_REPOSITORY"], default: None, switch: false,
@@ -56,7 +56,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "selected-repositories", env: &[], default: None, switch: false,
         help: "Repositories that may use a `selected` organization secret: names, one per line or comma-separated" },
     SettingSpec { name: "targets", env: &[], default: None, switch: false,
-        help: "Newline-separated targets replacing the default one: repo:OWNER/REPO, env:OWNER/REPO/ENV, org:ORG, dependabot:OWNER/REPO, codespaces:OWNER/REPO, each optionally followed by =SECRET_NAME; # starts a comment" },
+        help: "Newline-separated targets replacing the default one: repo:OWNER/REPO, env:OWNER/REPO/ENV, org:ORG, dependabot:OWNER/REPO, codespaces:OWNER/REPO, aws-sm:REGION/NAME, aws-ssm:REGION/NAME, vault:MOUNT/PATH, gitlab:GROUP/PROJECT, gitlab-group:GROUP, each optionally followed by =NAME (aws-ssm: excepted); # starts a comment" },
     SettingSpec { name: "keep-previous", env: &[], default: Some("0"), switch: false,
         help: "How many older managed tokens to leave alive (overlap for running pipelines)" },
     SettingSpec { name: "min-age", env: &[], default: Some("0"), switch: false,
@@ -75,10 +75,26 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Superseded managed tokens stay live until their successor is at least this old (e.g. 6h: runs queued or running before the rotation keep a working token); every run revokes those whose time has come" },
     SettingSpec { name: "max-age", env: &[], default: None, switch: false,
         help: "status: unhealthy when the newest managed token is older than this (the rotation has stopped), e.g. 8d" },
-    SettingSpec { name: "state-variable", env: &[], default: Some("SEQERA_TOKEN_ROTATE_<TOKEN_NAME>"), switch: false,
-        help: "Actions variable of `repository` that records which token every target holds (needs \"Variables: Read and write\"); none: keep no record, and runs that are not due revoke nothing" },
     SettingSpec { name: "command", env: &[], default: Some("rotate"), switch: false,
         help: "What to run when no command is named on the command line: rotate, status or list (lets the Action run the status check)" },
+    SettingSpec { name: "state-variable", env: &[], default: None, switch: false,
+        help: "Actions variable of `repository` that records which token every target holds (default SEQERA_TOKEN_ROTATE_<TOKEN_NAME>: token-name upper-cased, other characters than A-Z and 0-9 as _); none: keep no record" },
+    SettingSpec { name: "gitlab-token", env: &["GITLAB_TOKEN"], default: None, switch: false,
+        help: "GitLab token that may write CI/CD variables (scope `api`, role Maintainer); required with gitlab: or gitlab-group: targets" },
+    SettingSpec { name: "gitlab-api-url", env: &["CI_API_V4_URL"], default: Some("https://gitlab.com/api/v4"), switch: false,
+        help: "GitLab REST base URL; self-managed: https://HOST/api/v4" },
+    SettingSpec { name: "vault-addr", env: &["VAULT_ADDR"], default: None, switch: false,
+        help: "HashiCorp Vault or OpenBao address; required with vault: targets" },
+    SettingSpec { name: "vault-token", env: &["VAULT_TOKEN"], default: None, switch: false,
+        help: "Vault token for vault: targets (or vault-role)" },
+    SettingSpec { name: "vault-namespace", env: &["VAULT_NAMESPACE"], default: None, switch: false,
+        help: "Vault Enterprise / OpenBao namespace" },
+    SettingSpec { name: "vault-role", env: &[], default: None, switch: false,
+        help: "Log in to Vault with the workflow's OIDC token (JWT auth, this role) instead of vault-token; the job needs `permissions: id-token: write`" },
+    SettingSpec { name: "vault-auth-path", env: &[], default: Some("jwt"), switch: false,
+        help: "Mount path of the JWT auth method vault-role logs in with" },
+    SettingSpec { name: "vault-audience", env: &[], default: None, switch: false,
+        help: "Audience of the OIDC token for vault-role (default: GitHub's, https://github.com/OWNER)" },
 ];
 
 /// The commands the `command` setting may name (the others take flags of their own).
@@ -109,8 +125,13 @@ fn setting_arg(s: &'static SettingSpec) -> Arg {
 
 fn value_name(name: &str) -> &'static str {
     match name {
-        "seqera-access-token" | "github-token" => "TOKEN",
-        "seqera-api-url" | "github-api-url" => "URL",
+        "seqera-access-token" | "github-token" | "gitlab-token" | "vault-token" => "TOKEN",
+        "seqera-api-url" | "github-api-url" | "gitlab-api-url" | "vault-addr" => "URL",
+        "state-variable" => "NAME",
+        "vault-role" => "ROLE",
+        "vault-namespace" => "NAMESPACE",
+        "vault-auth-path" => "PATH",
+        "vault-audience" => "AUDIENCE",
         "repository" => "OWNER/REPO",
         "min-age" | "timeout" | "grace-period" | "max-age" => "DURATION",
         "keep-previous" | "max-concurrency" => "N",
@@ -208,9 +229,22 @@ impl fmt::Display for Origin {
 /// value, and it is never treated as unset either: such a setting is invalid (SPEC §2).
 pub const NOT_UNICODE: &str = "\0(not valid UTF-8)";
 
+/// Variables that are not settings but that validation checks (SPEC §9): the AWS endpoint
+/// overrides the AWS SDK reads (https-or-loopback, like every URL), and the runner's OIDC
+/// token request that `vault-role` needs.
+pub const AMBIENT: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_ENDPOINT_URL_STS",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
 /// Settings as given, before checking: name → (value, origin). Empty values are unset.
 pub struct Raw {
     values: HashMap<&'static str, (String, Origin)>,
+    ambient: HashMap<&'static str, String>,
 }
 
 impl Raw {
@@ -236,7 +270,11 @@ impl Raw {
                 values.insert(s.name, v);
             }
         }
-        Self { values }
+        let ambient = AMBIENT
+            .iter()
+            .filter_map(|k| nonempty(env(k)).map(|v| (*k, v)))
+            .collect();
+        Self { values, ambient }
     }
 
     fn get(&self, name: &str) -> Option<&(String, Origin)> {
@@ -415,14 +453,68 @@ pub struct OrgAccess {
     pub selected_repositories: Vec<String>,
 }
 
+/// GitLab access, for `gitlab:` and `gitlab-group:` targets (SPEC §9).
+pub struct GitlabSettings {
+    /// Token that writes CI/CD variables (`PRIVATE-TOKEN`).
+    pub token: SecretString,
+    /// REST base URL ending in `/api/v4`, used as given.
+    pub api_url: Url,
+}
+
+/// Vault / OpenBao access, for `vault:` targets (SPEC §9).
+pub struct VaultSettings {
+    /// Vault address, used as given (requests go to `{addr}/v1/…`).
+    pub addr: Url,
+    /// `X-Vault-Namespace` on every request.
+    pub namespace: Option<String>,
+    /// How to get a Vault token.
+    pub auth: VaultAuth,
+}
+
+/// How the Vault client authenticates: exactly one of `vault-token` and `vault-role`.
+pub enum VaultAuth {
+    /// `vault-token`, used as is.
+    Token(SecretString),
+    /// `vault-role`: a JWT login with the workflow's OIDC token.
+    Jwt {
+        /// The JWT auth role.
+        role: String,
+        /// Mount path of the JWT auth method (`vault-auth-path`, no surrounding `/`):
+        /// the login is `POST /v1/auth/{path}/login`.
+        path: String,
+        /// Audience to ask the OIDC token for (None: GitHub's default).
+        audience: Option<String>,
+        /// Where the runner hands out OIDC tokens.
+        id_token: IdTokenRequest,
+    },
+}
+
+/// The runner's OIDC token endpoint (set only with `permissions: id-token: write`).
+pub struct IdTokenRequest {
+    /// `ACTIONS_ID_TOKEN_REQUEST_URL`, used as given (it carries a query).
+    pub url: Url,
+    /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, the bearer token for it: a credential, mask it.
+    pub token: SecretString,
+}
+
 /// The validated settings of a rotation.
 pub struct Settings {
     /// Seqera side.
     pub seqera: SeqeraSettings,
     /// GitHub REST base URL, used as given.
     pub github_api_url: Url,
-    /// Token that writes the secrets.
-    pub github_token: SecretString,
+    /// Token that writes the GitHub secrets and the record. Some whenever a GitHub target
+    /// is present or a record is kept; else only if given.
+    pub github_token: Option<SecretString>,
+    /// `repository` (`owner`, `repo`), when given: the default target's and the record's.
+    pub repository: Option<(String, String)>,
+    /// The Actions variable of `repository` holding the record (SPEC §5, *The record*); None
+    /// with `state-variable: none` or without a `repository`.
+    pub state_variable: Option<SecretName>,
+    /// GitLab access; Some exactly when a GitLab target is present.
+    pub gitlab: Option<GitlabSettings>,
+    /// Vault access; Some exactly when a Vault target is present.
+    pub vault: Option<VaultSettings>,
     /// Where the new token goes, in input order.
     pub targets: Vec<Target>,
     /// Visibility for organization secrets (None: keep current, else private).
@@ -445,22 +537,22 @@ pub struct Settings {
     pub record: Option<crate::record::Place>,
 }
 
-/// `SEQERA_TOKEN_ROTATE_` and the token name upper-cased, every character other than `A-Z`
-/// and `0-9` turned into `_` (SPEC §2).
-pub fn default_state_variable(token_name: &TokenName) -> String {
-    let tail: String = token_name
-        .as_str()
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_uppercase();
-            if c.is_ascii_uppercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '_'
+impl Settings {
+    /// Every credential these settings hold, to mask and scrub before anything is printed.
+    pub fn credentials(&self) -> Vec<&SecretString> {
+        let mut v = vec![&self.seqera.access_token];
+        v.extend(&self.github_token);
+        if let Some(g) = &self.gitlab {
+            v.push(&g.token);
+        }
+        if let Some(vault) = &self.vault {
+            match &vault.auth {
+                VaultAuth::Token(t) => v.push(t),
+                VaultAuth::Jwt { id_token, .. } => v.push(&id_token.token),
             }
-        })
-        .collect();
-    format!("SEQERA_TOKEN_ROTATE_{tail}")
+        }
+        v
+    }
 }
 
 /// Collects problems while checking, so the user sees all of them at once.
@@ -616,10 +708,6 @@ impl Settings {
             problems: raw.not_unicode(),
         };
         let seqera = c.seqera();
-        let github_token = c.secret(
-            "github-token",
-            "a GitHub token that may write secrets is required",
-        );
         let github_api_url = c.url("github-api-url");
         let secret_name = c.parse("secret-name", SecretName::parse);
         let keep_previous = c.parse("keep-previous", parse_keep);
@@ -640,15 +728,60 @@ impl Settings {
                 other => other.map(Some),
             }),
         };
-        let targets = secret_name.as_ref().and_then(|name| c.targets(name));
+        let repository = c.repository();
+        let targets = secret_name
+            .as_ref()
+            .and_then(|name| c.targets(name, &repository));
         let org_access = targets.as_ref().and_then(|t| c.org_access(t));
-        let record = seqera.as_ref().and_then(|q| c.record(&q.token_name));
+        let state_variable = c.state_variable(&repository, seqera.as_ref());
+        // Which credentials are needed, also when a line is invalid (all problems at once).
+        let kinds: Vec<StoreKind> = match (&targets, c.value("targets")) {
+            (Some(t), _) => t.iter().map(Target::store_kind).collect(),
+            (None, Some(text)) => store_kinds_named(text),
+            (None, None) => vec![StoreKind::Github],
+        };
+        let github_token = c.github_token(
+            kinds.contains(&StoreKind::Github),
+            state_variable.as_ref().and_then(Option::as_ref),
+            &repository,
+        );
+        let gitlab = if kinds.contains(&StoreKind::Gitlab) {
+            c.gitlab().map(Some)
+        } else {
+            Some(None)
+        };
+        let vault = if kinds.contains(&StoreKind::Vault) {
+            c.vault().map(Some)
+        } else {
+            Some(None)
+        };
+        if kinds.contains(&StoreKind::AwsSm) || kinds.contains(&StoreKind::AwsSsm) {
+            c.aws_endpoints();
+        }
+        let repository = match repository {
+            Repository::Given(o, r) => Some((o, r)),
+            _ => None,
+        };
+        // Where the record lives: the state variable of `repository`.
+        let record = state_variable.as_ref().map(|v| {
+            v.as_ref().zip(repository.as_ref()).map(|(name, (owner, repo))| {
+                crate::record::Place {
+                    owner: owner.clone(),
+                    repo: repo.clone(),
+                    name: name.as_str().to_string(),
+                }
+            })
+        });
 
         let value = (|| {
             Some(Settings {
                 seqera: seqera?,
                 github_api_url: github_api_url?,
                 github_token: github_token?,
+                repository,
+                state_variable: state_variable?,
+                gitlab: gitlab?,
+                vault: vault?,
                 targets: targets?,
                 org_access: org_access?,
                 keep_previous: keep_previous?,
@@ -666,40 +799,11 @@ impl Settings {
 }
 
 impl Checker<'_> {
-    /// Where the record lives: `state-variable` (default from `token-name`) of `repository`;
-    /// None when it is `none` or there is no repository.
-    fn record(&mut self, token_name: &TokenName) -> Option<Option<crate::record::Place>> {
-        let given = match self.raw.get("state-variable") {
-            Some((_, Origin::Default)) | None => None,
-            Some(_) => self.value("state-variable").map(str::trim),
-        };
-        let name = match given {
-            Some(v) if v.eq_ignore_ascii_case("none") => return Some(None),
-            Some(v) => match SecretName::parse(v) {
-                Ok(n) => n.as_str().to_string(),
-                Err(e) => {
-                    self.fail(
-                        "state-variable",
-                        format!("{e}; or `none` to keep no record"),
-                    );
-                    return None;
-                }
-            },
-            None => default_state_variable(token_name),
-        };
-        let Some(repo) = self.value("repository") else {
-            return Some(None);
-        };
-        match parse_repository(repo.trim()) {
-            Ok((owner, repo)) => Some(Some(crate::record::Place { owner, repo, name })),
-            Err(e) => {
-                self.fail("repository", e);
-                None
-            }
-        }
-    }
-
-    fn targets(&mut self, default_name: &SecretName) -> Option<Vec<Target>> {
+    fn targets(
+        &mut self,
+        default_name: &SecretName,
+        repository: &Repository,
+    ) -> Option<Vec<Target>> {
         if let Some(text) = self.value("targets") {
             let ignored: Vec<_> = ["environment", "organization"]
                 .into_iter()
@@ -733,14 +837,17 @@ impl Checker<'_> {
                 org: org.to_string(),
             }
         } else {
-            let repo = self.require(
-                "repository",
-                "the target repository (OWNER/REPO) is required",
-            )?;
-            let (owner, repo) = match parse_repository(repo.trim()) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail("repository", e);
+            let (owner, repo) = match repository {
+                Repository::Given(o, r) => (o.clone(), r.clone()),
+                Repository::Invalid(e) => {
+                    self.fail("repository", e.clone());
+                    return None;
+                }
+                Repository::Missing => {
+                    self.require(
+                        "repository",
+                        "the target repository (OWNER/REPO) is required",
+                    );
                     return None;
                 }
             };
@@ -871,6 +978,270 @@ impl Checker<'_> {
             }
         }
         true
+    }
+}
+
+/// `repository`, parsed once: the default target's and the record's.
+enum Repository {
+    Given(String, String),
+    /// Not `OWNER/REPO` (the message), reported where it is used.
+    Invalid(String),
+    Missing,
+}
+
+/// The default `state-variable` (SPEC §2): `SEQERA_TOKEN_ROTATE_` and `token-name`
+/// upper-cased, every character other than `A-Z`, `0-9` turned into `_`.
+pub fn default_state_variable(token_name: &TokenName) -> SecretName {
+    let tail: String = token_name
+        .as_str()
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c.is_ascii_uppercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    SecretName::parse(&format!("SEQERA_TOKEN_ROTATE_{tail}"))
+        .expect("a prefix of letters and `_` followed by [A-Z0-9_] is a valid name")
+}
+
+impl Checker<'_> {
+    fn repository(&mut self) -> Repository {
+        match self.value("repository") {
+            None => Repository::Missing,
+            Some(v) => match parse_repository(v.trim()) {
+                Ok((o, r)) => Repository::Given(o, r),
+                Err(e) => Repository::Invalid(e),
+            },
+        }
+    }
+
+    /// The record's variable: None for `none` or without a repository. The outer Option is
+    /// None on a problem.
+    fn state_variable(
+        &mut self,
+        repository: &Repository,
+        seqera: Option<&SeqeraSettings>,
+    ) -> Option<Option<SecretName>> {
+        let given = self.parse("state-variable", |v| {
+            if v.eq_ignore_ascii_case("none") {
+                Ok(None)
+            } else {
+                SecretName::parse(v)
+                    .map(Some)
+                    .map_err(|e| format!("{e} (a GitHub Actions variable name, or none)"))
+            }
+        });
+        if self.value("state-variable").is_some() && given.is_none() {
+            return None;
+        }
+        let name = match given {
+            Some(None) => return Some(None),
+            Some(Some(n)) => Some(n),
+            None => None,
+        };
+        match repository {
+            Repository::Given(..) => {}
+            Repository::Invalid(e) => {
+                // The record lives in `repository`; the default target may already have said so.
+                if !self.problems.iter().any(|p| p.setting == "repository") {
+                    self.fail(
+                        "repository",
+                        format!("{e} (the record is kept in its Actions variables; `state-variable: none` keeps none)"),
+                    );
+                }
+                return None;
+            }
+            Repository::Missing => {
+                if name.is_some() {
+                    self.fail(
+                        "state-variable",
+                        "the record is kept in an Actions variable of `repository`, and no repository is given",
+                    );
+                    return None;
+                }
+                return Some(None);
+            }
+        }
+        match name {
+            Some(n) => Some(Some(n)),
+            // Without a valid token-name, its problem is already reported.
+            None => seqera.map(|s| Some(default_state_variable(&s.token_name))),
+        }
+    }
+
+    /// `github-token`: required with a GitHub target or a record (SPEC §2: a setting only
+    /// one kind of target uses is required only when such a target is present).
+    fn github_token(
+        &mut self,
+        github_target: bool,
+        record: Option<&SecretName>,
+        repository: &Repository,
+    ) -> Option<Option<SecretString>> {
+        if self.value("github-token").is_none() && self.raw.get("github-token").is_some() {
+            return None;
+        }
+        let what = match (github_target, record, repository) {
+            (true, _, _) => "a GitHub token that may write secrets is required".to_string(),
+            (false, Some(var), Repository::Given(o, r)) => format!(
+                "a GitHub token is required to keep the record in the Actions variable `{var}` of `{o}/{r}` (\"Variables: Read and write\"), or set `state-variable: none`"
+            ),
+            _ => return self.optional_secret("github-token").map(Some).or(Some(None)),
+        };
+        self.secret("github-token", &what).map(Some)
+    }
+
+    /// A credential that may be absent: checked like [`Checker::secret`] when given.
+    fn optional_secret(&mut self, name: &'static str) -> Option<SecretString> {
+        self.value(name)?;
+        self.secret(name, "")
+    }
+
+    fn gitlab(&mut self) -> Option<GitlabSettings> {
+        let token = self.secret(
+            "gitlab-token",
+            "a GitLab token that may write CI/CD variables (scope `api`) is required for gitlab: and gitlab-group: targets",
+        );
+        let api_url = self.url("gitlab-api-url");
+        Some(GitlabSettings {
+            token: token?,
+            api_url: api_url?,
+        })
+    }
+
+    fn vault(&mut self) -> Option<VaultSettings> {
+        let addr = self
+            .require(
+                "vault-addr",
+                "the Vault address is required for vault: targets",
+            )
+            .and_then(|_| self.url("vault-addr"));
+        let namespace = match self.value("vault-namespace") {
+            None => Some(None),
+            Some(_) => self.parse("vault-namespace", |v| {
+                let v = v.trim_matches('/');
+                if v.is_empty() || !v.chars().all(|c| (' '..='~').contains(&c)) {
+                    return Err("a namespace is printable ASCII (it travels in the X-Vault-Namespace header)".into());
+                }
+                Ok(Some(v.to_string()))
+            }),
+        };
+        let auth = match (self.value("vault-token"), self.value("vault-role")) {
+            (Some(_), Some(_)) => {
+                self.fail(
+                    "vault-role",
+                    "give either `vault-token` or `vault-role`, not both (a VAULT_TOKEN variable counts as `vault-token`)",
+                );
+                None
+            }
+            (None, None) => {
+                if self.raw.get("vault-token").is_none() && self.raw.get("vault-role").is_none() {
+                    self.problems.push(Problem {
+                        setting: "vault-token",
+                        origin: None,
+                        message: "vault: targets need a Vault token (the input `vault-token`, the flag `--vault-token` or the variable VAULT_TOKEN) or `vault-role` (a JWT login with the workflow's OIDC token)".into(),
+                    });
+                }
+                None
+            }
+            (Some(_), None) => self
+                .secret("vault-token", "a Vault token is required")
+                .map(VaultAuth::Token),
+            (None, Some(_)) => self.vault_jwt(),
+        };
+        Some(VaultSettings {
+            addr: addr?,
+            namespace: namespace?,
+            auth: auth?,
+        })
+    }
+
+    fn vault_jwt(&mut self) -> Option<VaultAuth> {
+        let role = self.parse("vault-role", |v| {
+            if v.chars().any(char::is_control) {
+                return Err("the role contains a control character".into());
+            }
+            Ok(v.to_string())
+        });
+        let path = self.parse("vault-auth-path", |v| {
+            let v = v.trim_matches('/');
+            check_vault_path(v, "auth path")?;
+            Ok(v.to_string())
+        });
+        let audience = match self.value("vault-audience") {
+            None => Some(None),
+            Some(_) => self.parse("vault-audience", |v| {
+                if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err("the audience contains white space or a control character".into());
+                }
+                Ok(Some(v.to_string()))
+            }),
+        };
+        let id_token = match (
+            self.raw.ambient.get("ACTIONS_ID_TOKEN_REQUEST_URL"),
+            self.raw.ambient.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+        ) {
+            (Some(url), Some(token)) => {
+                // Used as given (it carries a query), never quoted: only its shape is checked.
+                let url = Url::parse(url.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+                let token = token.trim();
+                let token_ok = !token.is_empty()
+                    && !token.chars().any(|c| c.is_whitespace() || c.is_control());
+                match (url, token_ok) {
+                    (Some(url), true) => Some(IdTokenRequest {
+                        url,
+                        token: SecretString::from(token.to_string()),
+                    }),
+                    _ => {
+                        self.fail(
+                            "vault-role",
+                            "ACTIONS_ID_TOKEN_REQUEST_URL or ACTIONS_ID_TOKEN_REQUEST_TOKEN is not what the runner sets (an http(s) URL and a token); they are the runner's own",
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.fail(
+                    "vault-role",
+                    "a JWT login needs the workflow's OIDC token, and this job cannot request one (ACTIONS_ID_TOKEN_REQUEST_URL is not set): give the job `permissions: id-token: write`, or use `vault-token`",
+                );
+                None
+            }
+        };
+        Some(VaultAuth::Jwt {
+            role: role?,
+            path: path?,
+            audience: audience?,
+            id_token: id_token?,
+        })
+    }
+
+    /// `AWS_ENDPOINT_URL*` follow the https-or-loopback rule (SPEC §9), checked only when an
+    /// AWS target is present (the AWS SDK reads them itself).
+    fn aws_endpoints(&mut self) {
+        for var in &AMBIENT[..4] {
+            let Some(v) = self.raw.ambient.get(var) else {
+                continue;
+            };
+            let message = if v == NOT_UNICODE {
+                Some("the value is not valid UTF-8; check how it is passed".to_string())
+            } else {
+                parse_api_url(v.trim()).err()
+            };
+            if let Some(message) = message {
+                self.problems.push(Problem {
+                    setting: var,
+                    origin: Some(Origin::Env(var)),
+                    message,
+                });
+            }
+        }
     }
 }
 
@@ -1064,7 +1435,7 @@ mod tests {
             ("GH_TOKEN", "a"),
         ];
         let s = Settings::from_raw(&raw(&[], &env)).unwrap();
-        assert_eq!(s.github_token.expose_secret(), "a");
+        assert_eq!(s.github_token.unwrap().expose_secret(), "a");
     }
 
     #[test]
@@ -1328,6 +1699,368 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    fn err_of(env: &[(&str, &str)]) -> SettingsError {
+        Settings::from_raw(&raw(&[], env))
+            .err()
+            .unwrap_or_else(|| panic!("{env:?} accepted"))
+    }
+
+    #[test]
+    fn state_variable_default_none_and_given() {
+        let s =
+            Settings::from_raw(&raw(&[], &with(&[("INPUT_TOKEN-NAME", "nf-core.ci_2")]))).unwrap();
+        assert_eq!(
+            s.state_variable.unwrap().as_str(),
+            "SEQERA_TOKEN_ROTATE_NF_CORE_CI_2"
+        );
+        assert_eq!(s.repository, Some(("octo".into(), "app".into())));
+        let s = Settings::from_raw(&raw(&["--state-variable", "none"], BASE)).unwrap();
+        assert_eq!(s.state_variable, None);
+        let s =
+            Settings::from_raw(&raw(&[], &with(&[("INPUT_STATE-VARIABLE", "MY_RECORD")]))).unwrap();
+        assert_eq!(s.state_variable.unwrap().as_str(), "MY_RECORD");
+        // No repository: no record (an organization target needs none).
+        let s = Settings::from_raw(&raw(
+            &[],
+            &with(&[("GITHUB_REPOSITORY", ""), ("INPUT_ORGANIZATION", "octo")]),
+        ))
+        .unwrap();
+        assert_eq!((s.state_variable, s.repository), (None, None));
+        for (env, needle) in [
+            (vec![("INPUT_STATE-VARIABLE", "GITHUB_X")], "GITHUB_"),
+            (vec![("INPUT_STATE-VARIABLE", "A-B")], "contains `-`"),
+            (
+                vec![
+                    ("GITHUB_REPOSITORY", ""),
+                    ("INPUT_ORGANIZATION", "octo"),
+                    ("INPUT_STATE-VARIABLE", "REC"),
+                ],
+                "no repository is given",
+            ),
+        ] {
+            let e = err_of(&with(&env));
+            assert!(
+                e.0.iter().any(|p| p.setting == "state-variable"),
+                "{env:?}: {e}"
+            );
+            assert!(e.to_string().contains(needle), "{env:?}: {e}");
+        }
+        // With `targets`, an invalid repository is a problem only while it holds the record.
+        let targets = ("INPUT_TARGETS", "org:octo");
+        let e = err_of(&with(&[targets, ("INPUT_REPOSITORY", "nope")]));
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.to_string().contains("record"), "{e}");
+        assert!(Settings::from_raw(&raw(
+            &[],
+            &with(&[
+                targets,
+                ("INPUT_REPOSITORY", "nope"),
+                ("INPUT_STATE-VARIABLE", "none")
+            ])
+        ))
+        .is_ok());
+        let e = err_of(&with(&[("INPUT_REPOSITORY", "nope")]));
+        assert_eq!(e.0.len(), 1, "reported once: {e}");
+    }
+
+    // SPEC §2: a setting only one kind of target uses is required only when such a target
+    // is present; `github-token` is also needed for the record.
+    #[test]
+    fn store_settings_are_required_only_with_their_targets() {
+        let no_github = [("INPUT_GITHUB-TOKEN", ""), ("INPUT_STATE-VARIABLE", "none")];
+        let gitlab = ("INPUT_TARGETS", "gitlab:grp/proj");
+        let e = err_of(&with(&[gitlab]));
+        assert!(
+            e.0.iter()
+                .any(|p| p.setting == "gitlab-token" && p.origin.is_none()),
+            "{e}"
+        );
+        let mut env = with(&no_github);
+        env.extend([gitlab, ("GITLAB_TOKEN", "glpat-secret1")]);
+        let s = Settings::from_raw(&raw(&[], &env)).unwrap();
+        assert!(s.github_token.is_none() && s.vault.is_none());
+        let g = s.gitlab.as_ref().unwrap();
+        assert_eq!(g.api_url.as_str(), "https://gitlab.com/api/v4");
+        assert_eq!(g.token.expose_secret(), "glpat-secret1");
+        assert_eq!(s.credentials().len(), 2);
+        // The record needs the GitHub token even without a GitHub target.
+        let mut env = with(&[("INPUT_GITHUB-TOKEN", "")]);
+        env.extend([gitlab, ("GITLAB_TOKEN", "glpat-secret1")]);
+        let e = err_of(&env);
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.to_string().contains("SEQERA_TOKEN_ROTATE_CI")
+                && e.to_string().contains("state-variable: none"),
+            "{e}"
+        );
+        // A GitHub-only run ignores what the other stores would need, even when the
+        // environment of another CI sets it badly.
+        let s = Settings::from_raw(&raw(
+            &[],
+            &with(&[
+                ("CI_API_V4_URL", "http://gitlab.internal/api/v4"),
+                ("VAULT_ADDR", "http://vault.internal:8200"),
+                ("VAULT_TOKEN", "hvs.secret1"),
+                ("INPUT_VAULT-ROLE", "ci"),
+                ("AWS_ENDPOINT_URL", "http://10.0.0.1"),
+            ]),
+        ))
+        .unwrap();
+        assert!(s.gitlab.is_none() && s.vault.is_none());
+        assert_eq!(s.credentials().len(), 2);
+    }
+
+    #[test]
+    fn vault_token_or_role() {
+        let vault = ("INPUT_TARGETS", "repo:octo/app\nvault:secret/ci");
+        let addr = ("VAULT_ADDR", "https://vault.example:8200");
+        let s = Settings::from_raw(&raw(
+            &[],
+            &with(&[
+                vault,
+                addr,
+                ("VAULT_TOKEN", "hvs.secret1"),
+                ("VAULT_NAMESPACE", "admin/team/"),
+            ]),
+        ))
+        .unwrap();
+        let v = s.vault.as_ref().unwrap();
+        assert_eq!(v.addr.as_str(), "https://vault.example:8200/");
+        assert_eq!(v.namespace.as_deref(), Some("admin/team"));
+        assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose_secret() == "hvs.secret1"));
+        assert_eq!(s.credentials().len(), 3);
+        let oidc = [
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                "https://token.actions.example/id?api-version=2.0",
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "oidc-request-secret1"),
+        ];
+        let mut env = with(&[
+            vault,
+            addr,
+            ("INPUT_VAULT-ROLE", "rotator"),
+            ("INPUT_VAULT-AUTH-PATH", "/github/jwt/"),
+        ]);
+        env.extend(oidc);
+        let s = Settings::from_raw(&raw(&[], &env)).unwrap();
+        match &s.vault.as_ref().unwrap().auth {
+            VaultAuth::Jwt {
+                role,
+                path,
+                audience,
+                id_token,
+            } => {
+                assert_eq!(
+                    (role.as_str(), path.as_str(), audience.as_deref()),
+                    ("rotator", "github/jwt", None)
+                );
+                assert_eq!(id_token.url.query(), Some("api-version=2.0"));
+                assert_eq!(id_token.token.expose_secret(), "oidc-request-secret1");
+            }
+            VaultAuth::Token(_) => panic!("token auth"),
+        }
+        assert!(s
+            .credentials()
+            .iter()
+            .any(|c| c.expose_secret() == "oidc-request-secret1"));
+        let mut env = with(&[
+            vault,
+            addr,
+            ("INPUT_VAULT-ROLE", "rotator"),
+            ("INPUT_VAULT-AUDIENCE", "https://vault.example"),
+        ]);
+        env.extend(oidc);
+        let s = Settings::from_raw(&raw(&[], &env)).unwrap();
+        assert!(
+            matches!(&s.vault.unwrap().auth, VaultAuth::Jwt { path, audience: Some(a), .. } if path == "jwt" && a == "https://vault.example")
+        );
+    }
+
+    #[test]
+    fn invalid_store_settings() {
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let vault = ("INPUT_TARGETS", "vault:secret/ci");
+        let addr = ("VAULT_ADDR", "https://vault.example");
+        let tok = ("VAULT_TOKEN", "hvs.secret1");
+        let gitlab = ("INPUT_TARGETS", "gitlab-group:grp");
+        let gtok = ("GITLAB_TOKEN", "glpat-secret1");
+        let aws = ("INPUT_TARGETS", "aws-ssm:us-east-1/x");
+        let oidc_url = (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://token.example/id?sig=qsecret1",
+        );
+        let oidc_tok = ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "oidc-request-secret1");
+        let cases: Vec<Case<'static>> = vec![
+            (vec![gitlab], "gitlab-token", "scope `api`"),
+            (
+                vec![gitlab, ("GITLAB_TOKEN", "glpat secret1")],
+                "gitlab-token",
+                "white space",
+            ),
+            (
+                vec![
+                    gitlab,
+                    gtok,
+                    ("CI_API_V4_URL", "http://gitlab.example/api/v4"),
+                ],
+                "gitlab-api-url",
+                "https://",
+            ),
+            (
+                vec![
+                    gitlab,
+                    gtok,
+                    (
+                        "INPUT_GITLAB-API-URL",
+                        "https://u:pwsecret1@gitlab.example/api/v4",
+                    ),
+                ],
+                "gitlab-api-url",
+                "password",
+            ),
+            (
+                vec![
+                    gitlab,
+                    gtok,
+                    (
+                        "INPUT_GITLAB-API-URL",
+                        "https://gitlab.example/api/v4?private_token=qsecret1",
+                    ),
+                ],
+                "gitlab-api-url",
+                "query",
+            ),
+            (vec![vault, tok], "vault-addr", "required"),
+            (
+                vec![vault, tok, ("VAULT_ADDR", "http://vault.example:8200")],
+                "vault-addr",
+                "https://",
+            ),
+            (vec![vault, addr], "vault-token", "vault-role"),
+            (
+                vec![vault, addr, tok, ("INPUT_VAULT-ROLE", "ci")],
+                "vault-role",
+                "not both",
+            ),
+            (
+                vec![vault, addr, ("INPUT_VAULT-ROLE", "ci")],
+                "vault-role",
+                "permissions: id-token: write",
+            ),
+            (
+                vec![vault, addr, ("INPUT_VAULT-ROLE", "ci"), oidc_url],
+                "vault-role",
+                "id-token: write",
+            ),
+            (
+                vec![
+                    vault,
+                    addr,
+                    ("INPUT_VAULT-ROLE", "ci"),
+                    ("ACTIONS_ID_TOKEN_REQUEST_URL", "not a url qsecret1"),
+                    oidc_tok,
+                ],
+                "vault-role",
+                "runner's own",
+            ),
+            (
+                vec![
+                    vault,
+                    addr,
+                    ("INPUT_VAULT-ROLE", "ci"),
+                    oidc_url,
+                    oidc_tok,
+                    ("INPUT_VAULT-AUTH-PATH", "a/../b"),
+                ],
+                "vault-auth-path",
+                "segment",
+            ),
+            (
+                vec![
+                    vault,
+                    addr,
+                    ("INPUT_VAULT-ROLE", "ci"),
+                    oidc_url,
+                    oidc_tok,
+                    ("INPUT_VAULT-AUDIENCE", "two words"),
+                ],
+                "vault-audience",
+                "white space",
+            ),
+            (
+                vec![vault, addr, tok, ("VAULT_NAMESPACE", "é")],
+                "vault-namespace",
+                "ASCII",
+            ),
+            (
+                vec![vault, addr, ("VAULT_TOKEN", "hvs.secret1\u{1}")],
+                "vault-token",
+                "control",
+            ),
+            (
+                vec![aws, ("AWS_ENDPOINT_URL", "http://moto.example:5000")],
+                "AWS_ENDPOINT_URL",
+                "https://",
+            ),
+            (
+                vec![
+                    aws,
+                    (
+                        "AWS_ENDPOINT_URL_SSM",
+                        "https://x.example/?X-Amz-Credential=qsecret1",
+                    ),
+                ],
+                "AWS_ENDPOINT_URL_SSM",
+                "query",
+            ),
+            (
+                vec![
+                    aws,
+                    ("AWS_ENDPOINT_URL_STS", "https://u:pwsecret1@sts.example"),
+                ],
+                "AWS_ENDPOINT_URL_STS",
+                "password",
+            ),
+            (
+                vec![
+                    ("INPUT_TARGETS", "aws-sm:us-east-1/s"),
+                    ("AWS_ENDPOINT_URL_SECRETS_MANAGER", NOT_UNICODE),
+                ],
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                "UTF-8",
+            ),
+        ];
+        for (env, setting, needle) in &cases {
+            let err = err_of(&with(env));
+            let text = err.to_string();
+            assert!(
+                err.0.iter().any(|p| p.setting == *setting),
+                "{env:?}: {text}"
+            );
+            assert!(text.contains(needle), "{env:?}: {text}");
+            for secret in ["secret1", "qsecret1", "pwsecret1", "glpat", "hvs."] {
+                assert!(!text.contains(secret), "{env:?} quotes {secret}: {text}");
+            }
+        }
+        // Loopback endpoints are fine for local testing (moto, OpenBao -dev, the fake).
+        let mut env = with(&[(
+            "INPUT_TARGETS",
+            "aws-sm:us-east-1/s\nvault:kv/a\ngitlab:g/p",
+        )]);
+        env.extend([
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_SSM", "http://localhost:5000"),
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            tok,
+            ("CI_API_V4_URL", "http://[::1]:9/api/v4"),
+            gtok,
+        ]);
+        let s = Settings::from_raw(&raw(&[], &env)).unwrap();
+        assert_eq!(s.targets.len(), 3);
+        assert_eq!(s.credentials().len(), 4);
     }
 
     #[test]

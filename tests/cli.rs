@@ -128,7 +128,7 @@ fn usage_errors_on_a_terminal_snapshot() {
         .env_clear()
         .env("INPUT_TOKEN-NAME", "a name with spaces")
         .env("INPUT_MIN-AGE", "7")
-        .env("INPUT_TARGETS", "repo:octo/app\nvault:octo/app")
+        .env("INPUT_TARGETS", "repo:octo/app\nvault:octo")
         .env("TOWER_ACCESS_TOKEN", "x-secret-value")
         .output()
         .unwrap();

@@ -92,8 +92,9 @@ fn action_defaults_and_required_match_the_settings() {
         match s.name {
             // The runner's own API URL (GHES-aware); the binary's default is github.com's.
             "github-api-url" => assert_eq!(default, Some("${{ github.api_url }}")),
-            // An input default would shadow TOWER_API_ENDPOINT; the binary applies it.
-            "seqera-api-url" => assert_eq!(default, None),
+            // An input default would shadow TOWER_API_ENDPOINT / CI_API_V4_URL; the binary
+            // applies it.
+            "seqera-api-url" | "gitlab-api-url" => assert_eq!(default, None),
             // Computed from token-name by the binary; an input default would be taken literally.
             "state-variable" => assert_eq!(default, None),
             _ => assert_eq!(
@@ -103,10 +104,8 @@ fn action_defaults_and_required_match_the_settings() {
             ),
         }
         let required = input["required"].as_bool().unwrap_or(false);
-        let want = matches!(
-            s.name,
-            "seqera-access-token" | "token-name" | "github-token"
-        );
+        // `github-token` is required only with GitHub targets or a record (SPEC §2).
+        let want = matches!(s.name, "seqera-access-token" | "token-name");
         assert_eq!(required, want, "{}: required", s.name);
     }
     let gh = a["inputs"]["github-token"]["description"].as_str().unwrap();
@@ -142,7 +141,9 @@ fn readme_tables_match() {
         match s.default {
             Some(d) => assert_eq!(row[2], d, "{}: README default", s.name),
             None => assert!(
-                row[2].is_empty() || row[2] == "required" || s.name == "visibility",
+                row[2].is_empty()
+                    || row[2] == "required"
+                    || matches!(s.name, "visibility" | "state-variable" | "github-token"),
                 "{}: {}",
                 s.name,
                 row[2]

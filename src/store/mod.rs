@@ -142,6 +142,9 @@ impl Stores {
     pub fn of(&self, target: &Target) -> &dyn Store {
         match target.place {
             crate::target::Place::Github { .. } => &self.github,
+            // `app` refuses the other kinds until their stores exist; the GitHub store
+            // refuses a target that is not its own.
+            _ => &self.github,
         }
     }
 
