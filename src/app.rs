@@ -20,7 +20,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
-use crate::store::{GithubStore, Stores, WriteOutcome};
+use crate::store::{AwsStore, GithubStore, Stores, WriteOutcome};
 use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
@@ -117,15 +117,20 @@ pub(crate) fn usage_error(e: &SettingsError, out: &Report) -> u8 {
 }
 
 pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
+    Http::new(policy(seqera, env), out.scrubber().clone()).map_err(|e| {
+        out.error(&e.to_string());
+        EXIT_FAILED
+    })
+}
+
+/// The retry policy of SPEC §5, for every client.
+fn policy(seqera: &SeqeraSettings, env: Env<'_>) -> Policy {
     let mut policy = Policy::new(seqera.timeout);
     // For the test suite only: shorter unhinted backoff, so fault tests run in seconds.
     if let Some(ms) = env("SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS").and_then(|v| v.parse().ok()) {
         policy.backoff_base = Duration::from_millis(ms);
     }
-    Http::new(policy, out.scrubber().clone()).map_err(|e| {
-        out.error(&e.to_string());
-        EXIT_FAILED
-    })
+    policy
 }
 
 /// The GitHub client, paced to GitHub's write limits; for the test suite only, to other
@@ -166,7 +171,7 @@ pub(crate) fn settings_and_clients(
     if let Some(t) = s
         .targets
         .iter()
-        .find(|t| t.store_kind() != StoreKind::Github)
+        .find(|t| matches!(t.store_kind(), StoreKind::Vault | StoreKind::Gitlab))
     {
         out.error(&format!(
             "target `{}`: this build cannot write to {} yet",
@@ -192,6 +197,11 @@ pub(crate) fn settings_and_clients(
                 github_client(http, &s, github_token, env),
                 s.org_access.clone(),
             ),
+            aws: s
+                .targets
+                .iter()
+                .any(|t| matches!(t.store_kind(), StoreKind::AwsSm | StoreKind::AwsSsm))
+                .then(|| AwsStore::new(out.clone(), policy(&s.seqera, env))),
         },
     };
     Ok((s, clients))

@@ -764,13 +764,13 @@ impl Settings {
         };
         // Where the record lives: the state variable of `repository`.
         let record = state_variable.as_ref().map(|v| {
-            v.as_ref().zip(repository.as_ref()).map(|(name, (owner, repo))| {
-                crate::record::Place {
+            v.as_ref()
+                .zip(repository.as_ref())
+                .map(|(name, (owner, repo))| crate::record::Place {
                     owner: owner.clone(),
                     repo: repo.clone(),
                     name: name.as_str().to_string(),
-                }
-            })
+                })
         });
 
         let value = (|| {

@@ -8,6 +8,7 @@
 //! (any attempt without a clear answer). [`Attempts`] folds the attempts of one write so
 //! that *unknown* is sticky: nothing a later attempt answers, short of success, undoes it.
 
+pub mod aws;
 pub mod github;
 
 use futures_util::future::BoxFuture;
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::target::Target;
 
+pub use aws::AwsStore;
 pub use github::GithubStore;
 
 /// What a target holds, as far as its store can tell.
@@ -135,6 +137,8 @@ pub type Group<'s, 't> = (&'s dyn Store, Vec<(usize, &'t Target)>);
 pub struct Stores {
     /// GitHub secrets of every kind.
     pub github: GithubStore,
+    /// AWS Secrets Manager and Parameter Store, when some target is there.
+    pub aws: Option<AwsStore>,
 }
 
 impl Stores {
@@ -142,6 +146,12 @@ impl Stores {
     pub fn of(&self, target: &Target) -> &dyn Store {
         match target.place {
             crate::target::Place::Github { .. } => &self.github,
+            crate::target::Place::AwsSm { .. } | crate::target::Place::AwsSsm { .. } => {
+                match &self.aws {
+                    Some(aws) => aws,
+                    None => &self.github,
+                }
+            }
             // `app` refuses the other kinds until their stores exist; the GitHub store
             // refuses a target that is not its own.
             _ => &self.github,

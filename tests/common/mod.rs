@@ -3,6 +3,8 @@
 //! outputs, summary, logs. The sandbox stops when the `World` is dropped.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
