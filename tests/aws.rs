@@ -358,3 +358,58 @@ fn aws_credentials_obtained_at_run_time_are_masked_before_use() {
     }
     no_aws_leak(&w, &run);
 }
+
+#[test]
+fn aws_access_denied_fails_preflight_naming_the_iam_actions_or_refuses_the_write_and_rolls_back() {
+    // moto enforces IAM after the 6 actions that create the two users.
+    let Some(moto) = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]) else {
+        return;
+    };
+    let w = World::new();
+    let (nothing_id, nothing_secret) = moto.iam_user(
+        "nothing",
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ssm:DescribeParameters", "Resource": "*"}]}),
+    );
+    let (read_id, read_secret) = moto.iam_user(
+        "read-only",
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}),
+    );
+    let as_user = |id: &str, secret: &str| {
+        let mut e = moto.env();
+        e.retain(|(k, _)| *k != "AWS_SESSION_TOKEN");
+        e[1].1 = id.to_string();
+        e[2].1 = secret.to_string();
+        e
+    };
+
+    // Not even GetSecretValue: preflight fails, naming the actions; nothing is created.
+    let menv = as_user(&nothing_id, &nothing_secret);
+    let run = w.run(&env(&menv, "repo:octo/app\naws-sm:eu-west-1/seqera"), &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("preflight"), "{}", run.stdout);
+    assert!(run.stdout.contains("not authorized"), "{}", run.stdout);
+    for action in [
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:CreateSecret",
+    ] {
+        assert!(run.stdout.contains(action), "{}", run.stdout);
+    }
+    assert!(w.live_managed().is_empty(), "no token was created");
+    assert!(w.secret_value(&World::repo_scope(), SECRET).is_none());
+    w.assert_no_leak_of(&run, &[&nothing_secret]);
+
+    // Reads allowed, writes denied: the write is refused, the only target: rolled back.
+    let menv = as_user(&read_id, &read_secret);
+    let run = w.run(&env(&menv, "aws-sm:eu-west-1/seqera"), &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("secretsmanager:CreateSecret"),
+        "{}",
+        run.stdout
+    );
+    assert!(w.live_managed().is_empty(), "the new token was revoked");
+    w.assert_no_leak_of(&run, &[&read_secret]);
+}

@@ -303,7 +303,15 @@ impl AwsStore {
                     (Some(c), Some(m)) => format!("{c}: {m}"),
                     (Some(c), None) => c.to_string(),
                     (None, Some(m)) => m.to_string(),
-                    (None, None) => "no message".to_string(),
+                    // An answer the SDK could not read as its protocol's error (a
+                    // gateway's page, an XML error): quote it, scrubbed and cut.
+                    (None, None) => s
+                        .raw()
+                        .body()
+                        .bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .filter(|b| !b.trim().is_empty())
+                        .unwrap_or_else(|| "no message".to_string()),
                 };
                 Failure {
                     why: format!("HTTP {status}, {}", self.scrub(&what)),
@@ -680,8 +688,17 @@ impl AwsStore {
         let (answered, attempts, why) = match result {
             Ok(()) => (true, Attempts::default(), String::new()),
             Err((f, mut attempts)) => {
-                attempts.failed(&f.why, f.maybe_performed);
-                (false, attempts, f.why)
+                let needed = match &t.place {
+                    Place::AwsSsm { .. } => SSM_ACTIONS,
+                    _ => SM_ACTIONS,
+                };
+                let why = if f.denied() {
+                    format!("{}; the AWS credentials need {needed}", f.why)
+                } else {
+                    f.why.clone()
+                };
+                attempts.failed(&why, f.maybe_performed);
+                (false, attempts, why)
             }
         };
         if !answered && !attempts.unclear() {

@@ -48,6 +48,12 @@ fn free_port() -> u16 {
 impl Moto {
     /// Starts moto, or returns None (after saying so) when it is not installed here.
     pub fn start() -> Option<Moto> {
+        Self::start_with(&[])
+    }
+
+    /// Starts moto with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT`: moto then
+    /// checks signatures and IAM policies after that many unauthenticated actions.
+    pub fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
         let bin = std::env::var("SEQERA_TOKEN_ROTATE_MOTO_SERVER")
             .ok()
             .filter(|v| !v.is_empty())
@@ -56,6 +62,7 @@ impl Moto {
             let port = free_port();
             let child = Command::new(&bin)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -130,6 +137,77 @@ impl Moto {
             )
             .expect("moto answers");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One query-protocol call (IAM): form parameters in, the XML answer out.
+    pub fn query(&self, service: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect();
+        self.raw(
+            "POST",
+            "/",
+            &[
+                (
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=utf-8".into(),
+                ),
+                ("Authorization", auth),
+            ],
+            &body.join("&"),
+        )
+        .expect("moto answers")
+    }
+
+    /// An IAM user whose only policy is `policy`; its access key id and secret key.
+    /// Three actions, unauthenticated: count them in `INITIAL_NO_AUTH_ACTION_COUNT`.
+    pub fn iam_user(&self, name: &str, policy: &Value) -> (String, String) {
+        let (status, text) = self.query(
+            "iam",
+            &[
+                ("Action", "CreateUser"),
+                ("Version", "2010-05-08"),
+                ("UserName", name),
+            ],
+        );
+        assert_eq!(status, 200, "CreateUser: {text}");
+        let (status, text) = self.query(
+            "iam",
+            &[
+                ("Action", "CreateAccessKey"),
+                ("Version", "2010-05-08"),
+                ("UserName", name),
+            ],
+        );
+        assert_eq!(status, 200, "CreateAccessKey: {text}");
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let start = text.find(&open).expect(t) + open.len();
+            let end = start + text[start..].find('<').unwrap();
+            text[start..end].to_string()
+        };
+        let (id, secret) = (tag("AccessKeyId"), tag("SecretAccessKey"));
+        let (status, text) = self.query(
+            "iam",
+            &[
+                ("Action", "PutUserPolicy"),
+                ("Version", "2010-05-08"),
+                ("UserName", name),
+                ("PolicyName", "only"),
+                ("PolicyDocument", &policy.to_string()),
+            ],
+        );
+        assert_eq!(status, 200, "PutUserPolicy: {text}");
+        (id, secret)
     }
 
     /// A Secrets Manager call that must succeed.
