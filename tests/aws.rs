@@ -413,3 +413,24 @@ fn aws_access_denied_fails_preflight_naming_the_iam_actions_or_refuses_the_write
     assert!(w.live_managed().is_empty(), "the new token was revoked");
     w.assert_no_leak_of(&run, &[&read_secret]);
 }
+
+#[test]
+fn aws_service_endpoints_win_over_aws_endpoint_url() {
+    let Some(moto) = Moto::start() else { return };
+    let w = World::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let mut menv = moto.env();
+    menv[0].1 = nowhere;
+    menv.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.url()));
+    menv.push(("AWS_ENDPOINT_URL_SSM", moto.url()));
+    let run = w.run(
+        &env(&menv, "aws-sm:eu-west-1/seqera\naws-ssm:eu-west-1/seqera"),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let t = live_tid(&w, &moto.secret_at(EU, "seqera", "AWSCURRENT").unwrap());
+    assert_eq!(tid_of(&moto.parameter(EU, "seqera").unwrap()), t);
+    no_aws_leak(&w, &run);
+}
