@@ -434,3 +434,22 @@ fn aws_service_endpoints_win_over_aws_endpoint_url() {
     assert_eq!(tid_of(&moto.parameter(EU, "seqera").unwrap()), t);
     no_aws_leak(&w, &run);
 }
+
+#[test]
+fn an_aws_only_rotation_without_a_record_needs_no_github_token() {
+    let Some(moto) = Moto::start() else { return };
+    let w = World::new();
+    let menv = moto.env();
+    let mut e = env(&menv, "aws-ssm:eu-west-1/seqera");
+    e.push(("INPUT_GITHUB-TOKEN", ""));
+    e.push(("INPUT_STATE-VARIABLE", "none"));
+    let run = w.run(&e, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let t = live_tid(&w, &moto.parameter(EU, "seqera").unwrap());
+    assert_eq!(w.live_managed_ids(), vec![t]);
+    assert!(
+        w.mutations().iter().all(|m| !m.contains("/repos/")),
+        "nothing sent to GitHub"
+    );
+    no_aws_leak(&w, &run);
+}
