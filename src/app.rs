@@ -20,7 +20,7 @@ use crate::seqera::{token_id_of, SeqeraClient, TokenInfo};
 use crate::settings::{
     lifecycle_from_raw, parse_duration, Raw, SeqeraSettings, Settings, SettingsError,
 };
-use crate::store::{GithubStore, GitlabStore, Mask, Stores, VaultStore, WriteOutcome};
+use crate::store::{AwsStore, GithubStore, GitlabStore, Mask, Stores, VaultStore, WriteOutcome};
 use crate::target::StoreKind;
 use crate::text::{md_cell, md_code, Scrubber};
 
@@ -151,6 +151,14 @@ fn test_var_if(hooks: bool, env: Env<'_>, name: &str) -> Option<String> {
 }
 
 pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Result<Http, u8> {
+    Http::new(policy(seqera, env), out.scrubber().clone()).map_err(|e| {
+        out.error(&e.to_string());
+        EXIT_FAILED
+    })
+}
+
+/// The retry policy of SPEC §5, for every client.
+fn policy(seqera: &SeqeraSettings, env: Env<'_>) -> Policy {
     let mut policy = Policy::new(seqera.timeout);
     policy.proxies = Proxies::from_env(env);
     // For the test suite only: shorter unhinted backoff, so fault tests run in seconds.
@@ -158,10 +166,7 @@ pub(crate) fn http(seqera: &SeqeraSettings, out: &Report, env: Env<'_>) -> Resul
     if let Some(ms) = backoff_ms.and_then(|v| v.parse().ok()) {
         policy.backoff_base = Duration::from_millis(ms);
     }
-    Http::new(policy, out.scrubber().clone()).map_err(|e| {
-        out.error(&e.to_string());
-        EXIT_FAILED
-    })
+    policy
 }
 
 /// The GitHub client, paced to GitHub's write limits; for the test suite only, to other
@@ -198,20 +203,6 @@ pub(crate) fn settings_and_clients(
             s.seqera.access_token.expose_secret()
         );
     }
-    // Stores still to come (SPEC §9): refused before anything is sent.
-    if let Some(t) = s
-        .targets
-        .iter()
-        .find(|t| matches!(t.store_kind(), StoreKind::AwsSm | StoreKind::AwsSsm))
-    {
-        out.error(&format!(
-            "target `{}`: this build cannot write to {} yet",
-            t.label,
-            t.store_kind().name()
-        ));
-        out.step("Nothing was sent.");
-        return Err(EXIT_USAGE);
-    }
     // Required (and so present) with a GitHub target or a record; without either, the
     // GitHub store is never asked anything.
     let github_token = s.github_token.clone().unwrap_or_default();
@@ -232,6 +223,11 @@ pub(crate) fn settings_and_clients(
                 .clone()
                 .map(|v| VaultStore::new(http.clone(), v, mask(out))),
             gitlab: s.gitlab.clone().map(|g| GitlabStore::new(http.clone(), g)),
+            aws: s
+                .targets
+                .iter()
+                .any(|t| matches!(t.store_kind(), StoreKind::AwsSm | StoreKind::AwsSsm))
+                .then(|| AwsStore::new(out.clone(), policy(&s.seqera, env))),
         },
     };
     Ok((s, clients))

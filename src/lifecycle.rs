@@ -90,7 +90,7 @@ pub fn retirement(
                 goes_at,
             };
             // Without a grace period nothing waits, whatever the two clocks say.
-            if policy.grace.is_zero() || goes_at.map_or(true, |g| g <= now) {
+            if policy.grace.is_zero() || goes_at.is_none_or(|g| g <= now) {
                 r.revoke.push(s);
             } else {
                 r.retiring.push(s);

@@ -80,7 +80,7 @@ impl Limits {
         }
         let bursts = u32::try_from(long.limit.div_ceil(short.limit)).unwrap_or(u32::MAX);
         let all_bursts = l.spacing(short).checked_mul(bursts);
-        if all_bursts.map_or(true, |d| d > l.spacing(long)) {
+        if all_bursts.is_none_or(|d| d > l.spacing(long)) {
             return Err("the long window must hold all the short bursts it allows".into());
         }
         Ok(l)

@@ -8,6 +8,7 @@
 //! (any attempt without a clear answer). [`Attempts`] folds the attempts of one write so
 //! that *unknown* is sticky: nothing a later attempt answers, short of success, undoes it.
 
+pub mod aws;
 pub mod github;
 pub mod gitlab;
 pub mod vault;
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::target::{StoreKind, Target};
 
+pub use aws::AwsStore;
 pub use github::GithubStore;
 pub use gitlab::GitlabStore;
 pub use vault::VaultStore;
@@ -147,6 +149,8 @@ pub struct Stores {
     pub vault: Option<VaultStore>,
     /// GitLab CI/CD variables; Some when a `gitlab:` or `gitlab-group:` target is configured.
     pub gitlab: Option<GitlabStore>,
+    /// AWS Secrets Manager and Parameter Store, when some target is there.
+    pub aws: Option<AwsStore>,
 }
 
 /// The store of a kind this run has no client for: every call fails, saying so (settings
@@ -211,7 +215,10 @@ impl Stores {
                 Some(g) => g,
                 None => absent(StoreKind::Gitlab),
             },
-            k => absent(k),
+            k @ (StoreKind::AwsSm | StoreKind::AwsSsm) => match &self.aws {
+                Some(a) => a,
+                None => absent(k),
+            },
         }
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bao;
+pub mod moto;
 
 use std::collections::HashMap;
 use std::path::Path;
