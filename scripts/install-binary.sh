@@ -9,7 +9,8 @@
 #   then unpacks it. The pins live in action.yml itself, so a released commit can only ever
 #   run the bytes it names, as an image digest would.
 #   Unreleased ref (no version: main, a branch, `uses: ./`): builds from source with
-#   `cargo build --release --locked`.
+#   `cargo build --release --locked`, isolated from the caller's workspace and environment
+#   (see that section below).
 #
 # Fails closed: an unsupported platform, a missing or malformed pin, a failed download or
 # a checksum mismatch stop the step (exit 1) and leave no binary behind.
@@ -68,14 +69,50 @@ exe=""
 version="${SEQERA_TOKEN_ROTATE_VERSION:-}"
 
 # --- unreleased ref: build from source --------------------------------------------------
+# The build must depend on this action's own files only: nothing of the caller's workspace
+# (a pull-request checkout is enough to plant files there) nor of the job's environment may
+# run code during it or choose the binary that then receives both tokens. So cargo runs in
+# the action's directory (cargo and rustup look for `.cargo/config.toml` and
+# `rust-toolchain.toml` from the working directory up), with a CARGO_HOME of its own (no
+# config.toml; crates are downloaded into it and checked against Cargo.lock), the toolchain
+# pinned below (RUSTUP_TOOLCHAIN outranks every toolchain file), and none of the variables
+# that steer cargo, rustc or the C compiler of a build script (CARGO_*, RUST*, CC, CFLAGS,
+# ...): they are removed from its environment, not just overridden.
 if [[ -z "$version" ]]; then
+    # The toolchain this ref is developed and tested with (RUST_TOOLCHAIN in ci.yml).
+    toolchain=1.95.0
     src="$(unix_path "${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}")"
     command -v cargo > /dev/null \
         || fail "this ref of the Action is not a release, so it builds from source, but cargo is not installed; use a release (uses: OWNER/seqera-token-rotate@v1) or install Rust first"
     target_dir="$tmp/$name-build"
-    echo "Not a release: building $name from source (cargo build --release --locked)"
-    cargo build --release --locked --bin "$name" \
-        --manifest-path "$src/Cargo.toml" --target-dir "$target_dir" \
+    cargo_home="$tmp/$name-cargo-home"
+    mkdir -p "$cargo_home"
+    # `env -u NAME` for every variable that could reach the build. Names are read from
+    # `env` itself: on Windows some (ProgramFiles(x86)) are not valid shell names.
+    unset_args=()
+    while IFS= read -r var; do
+        case "$var" in
+            CARGO_* | RUST* | RUSTUP_* | CC | CXX | AR | LD | RANLIB | CFLAGS | CXXFLAGS | CPPFLAGS | LDFLAGS \
+                | CC_* | CXX_* | AR_* | CFLAGS_* | CXXFLAGS_* | CPPFLAGS_* | LDFLAGS_* | RANLIB_* \
+                | TARGET_* | HOST_* | CRATE_CC_NO_DEFAULTS | LD_PRELOAD | LD_LIBRARY_PATH \
+                | DYLD_* | MAKEFLAGS | CARGO | RUSTC | RUSTDOC | RUSTC_WRAPPER | RUSTC_WORKSPACE_WRAPPER)
+                # RUSTUP_HOME stays: where the runner's toolchains are installed.
+                [[ "$var" == RUSTUP_HOME ]] || unset_args+=(-u "$var")
+                ;;
+        esac
+    done < <(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' | sort -u)
+    build_env=(env "${unset_args[@]}" CARGO_HOME="$cargo_home" CARGO_TERM_COLOR=never)
+    if command -v rustup > /dev/null; then
+        build_env+=(RUSTUP_TOOLCHAIN="$toolchain")
+        if ! "${build_env[@]}" rustup toolchain list | grep -q "^$toolchain-"; then
+            echo "Installing Rust $toolchain (the toolchain this ref is built with)"
+            (cd "$src" && "${build_env[@]}" rustup toolchain install "$toolchain" --profile minimal) \
+                || fail "could not install Rust $toolchain with rustup"
+        fi
+    fi
+    echo "Not a release: building $name from source (cargo build --release --locked, Rust $toolchain where rustup is installed, in the action's own directory: the workspace's Cargo configuration, toolchain file and CARGO_*/RUST* variables do not apply)"
+    (cd "$src" && "${build_env[@]}" cargo build --release --locked --bin "$name" \
+        --manifest-path "$src/Cargo.toml" --target-dir "$target_dir") \
         || fail "cargo build failed"
     bin="$target_dir/release/$name$exe"
     [[ -f "$bin" ]] || fail "cargo build did not produce $bin"
