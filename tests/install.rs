@@ -514,8 +514,9 @@ fn source_build_ignores_a_hostile_workspace_and_environment() {
     let wrapper_s = wrapper.to_str().unwrap().to_string();
     let home_s = hostile_home.to_str().unwrap().to_string();
 
-    type Plant = Box<dyn Fn(&Path)>;
-    let cases: Vec<(&str, Plant, Vec<(&str, String)>)> = vec![
+    /// What the case is, what it plants in the workspace, what it adds to the environment.
+    type Case = (&'static str, Box<dyn Fn(&Path)>, Vec<(&'static str, String)>);
+    let cases: Vec<Case> = vec![
         (
             "workspace .cargo/config.toml (rustc-wrapper, rustflags, [env])",
             Box::new({
