@@ -20,6 +20,10 @@
 #   SEQERA_TOKEN_ROTATE_DOWNLOAD_URL  base URL of the release assets (https://, or file:// in tests)
 #   SEQERA_TOKEN_ROTATE_SHA256_{LINUX_X64,LINUX_ARM64,MACOS_X64,MACOS_ARM64,WINDOWS_X64}
 #   RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP, GITHUB_OUTPUT, GITHUB_ACTION_PATH
+# Optional, for runners without github.com (README "Runners without github.com"); either
+# way the archive must match the pin above, exactly as a download must:
+#   RUNNER_TOOL_CACHE/seqera-token-rotate/<version>/<x64|arm64>/<asset>  a pre-seeded archive
+#   SEQERA_TOKEN_ROTATE_MIRROR        (job env) base URL of a mirror of the release assets
 #
 # No input of the Action reaches this script: it needs none, and holds no secret.
 
@@ -140,11 +144,32 @@ mkdir -p "$dest"
 # Anything that fails from here on leaves nothing that a later step could run.
 trap 'rm -rf "$dest"' ERR
 
-echo "Downloading $asset ($name $version for ${RUNNER_OS}/${RUNNER_ARCH})"
-curl --fail --silent --show-error --location --retry 3 \
-    --proto '=https,file' --proto-redir '=https' \
-    --output "$dest/$asset" "${base%/}/$asset" \
-    || { rm -rf "$dest"; fail "could not download ${base%/}/$asset"; }
+# Runners that cannot reach github.com (GitHub Enterprise Server, private networks) have two
+# ways in, both held to the same pin: an archive pre-seeded in the runner's tool cache, or
+# a mirror of the release assets named by the job (SEQERA_TOKEN_ROTATE_MIRROR).
+arch_dir="$(printf '%s' "${RUNNER_ARCH}" | tr '[:upper:]' '[:lower:]')"
+cached=""
+if [[ -n "${RUNNER_TOOL_CACHE:-}" ]]; then
+    cached="$(unix_path "$RUNNER_TOOL_CACHE")/$name/$version/$arch_dir/$asset"
+fi
+mirror="${SEQERA_TOKEN_ROTATE_MIRROR:-}"
+if [[ -n "$cached" && -f "$cached" ]]; then
+    echo "Using $asset from the runner's tool cache ($cached)"
+    cp -- "$cached" "$dest/$asset" || { rm -rf "$dest"; fail "could not copy $cached"; }
+else
+    if [[ -n "$mirror" ]]; then
+        [[ "$mirror" =~ ^(https|file):// ]] \
+            || { rm -rf "$dest"; fail "SEQERA_TOKEN_ROTATE_MIRROR '$mirror' is not an https:// URL"; }
+        base="$mirror"
+        echo "Downloading $asset from the mirror SEQERA_TOKEN_ROTATE_MIRROR ($name $version for ${RUNNER_OS}/${RUNNER_ARCH})"
+    else
+        echo "Downloading $asset ($name $version for ${RUNNER_OS}/${RUNNER_ARCH})"
+    fi
+    curl --fail --silent --show-error --location --retry 3 \
+        --proto '=https,file' --proto-redir '=https' \
+        --output "$dest/$asset" "${base%/}/$asset" \
+        || { rm -rf "$dest"; fail "could not download ${base%/}/$asset"; }
+fi
 
 actual="$(sha256_of "$dest/$asset")"
 if [[ "$actual" != "$pin" ]]; then

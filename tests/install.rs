@@ -153,6 +153,10 @@ impl Release {
 }
 
 impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
     fn assert_ok(&self) -> PathBuf {
         assert!(self.out.status.success(), "failed: {}", self.stderr);
         self.path.clone().expect("a path output")
@@ -515,7 +519,11 @@ fn source_build_ignores_a_hostile_workspace_and_environment() {
     let home_s = hostile_home.to_str().unwrap().to_string();
 
     /// What the case is, what it plants in the workspace, what it adds to the environment.
-    type Case = (&'static str, Box<dyn Fn(&Path)>, Vec<(&'static str, String)>);
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&Path)>,
+        Vec<(&'static str, String)>,
+    );
     let cases: Vec<Case> = vec![
         (
             "workspace .cargo/config.toml (rustc-wrapper, rustflags, [env])",
@@ -630,4 +638,105 @@ fn pinned_toolchain() -> String {
         "install-binary.sh pins Rust {pinned}, ci.yml tests another"
     );
     pinned
+}
+
+/// Where a runner without github.com keeps the release archive: the tool cache layout of
+/// `actions/tool-cache`, `<tool>/<version>/<arch>/`.
+fn seed_tool_cache(r: &Release, cache: &Path, arch: &str, target: &str) -> PathBuf {
+    let dir = cache
+        .join("seqera-token-rotate")
+        .join(VERSION)
+        .join(arch.to_lowercase());
+    fs::create_dir_all(&dir).unwrap();
+    let asset = format!("seqera-token-rotate-{target}.tar.gz");
+    fs::copy(r.assets().join(&asset), dir.join(&asset)).unwrap();
+    dir.join(asset)
+}
+
+/// A runner that cannot reach github.com (GitHub Enterprise Server, a private network): an
+/// archive an administrator put into the tool cache is used without any download, on every
+/// platform, and only if it matches the pin of that platform.
+#[test]
+fn a_tool_cache_archive_is_used_offline_only_if_it_matches_the_pin() {
+    let r = release();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_s = cache.path().to_str().unwrap();
+    // Nothing reachable: any download attempt fails the run.
+    let offline = [
+        ("RUNNER_TOOL_CACHE", cache_s),
+        (
+            "SEQERA_TOKEN_ROTATE_DOWNLOAD_URL",
+            "file:///nonexistent/releases",
+        ),
+    ];
+    for (os, arch, _, target) in PLATFORMS {
+        r.run(os, arch, &offline, None)
+            .assert_refused("could not download");
+        seed_tool_cache(&r, cache.path(), arch, target);
+        let run = r.run(os, arch, &offline, None);
+        let bin = run.assert_ok();
+        assert_eq!(
+            fs::read_to_string(&bin).unwrap(),
+            format!("fake binary for {target}\n"),
+            "{os}/{arch}"
+        );
+        assert!(run.stdout().contains("tool cache"), "{}", run.stdout());
+    }
+    // Other bytes in the cache: refused, and no download is tried instead.
+    let cached = seed_tool_cache(&r, cache.path(), "X64", "x86_64-unknown-linux-musl");
+    fs::copy(
+        r.assets()
+            .join("seqera-token-rotate-aarch64-unknown-linux-musl.tar.gz"),
+        &cached,
+    )
+    .unwrap();
+    let run = r.run("Linux", "X64", &[("RUNNER_TOOL_CACHE", cache_s)], None);
+    run.assert_refused("checksum mismatch");
+    assert!(run.stderr.contains(&pin_of(&r, "LINUX_X64")));
+}
+
+/// A mirror of the release assets (SEQERA_TOKEN_ROTATE_MIRROR, set in the job's env) replaces
+/// the download URL, held to the same pins; it must be https:// (file:// for tests).
+#[test]
+fn a_mirror_replaces_the_download_url_under_the_same_pin() {
+    let r = release();
+    let other = tempfile::tempdir().unwrap();
+    let mirror = format!("file://{}", r.assets().display());
+    let wrong = format!("file://{}", other.path().display());
+    for (os, arch, _, target) in PLATFORMS {
+        let run = r.run(
+            os,
+            arch,
+            &[
+                ("SEQERA_TOKEN_ROTATE_MIRROR", &mirror),
+                (
+                    "SEQERA_TOKEN_ROTATE_DOWNLOAD_URL",
+                    "file:///nonexistent/releases",
+                ),
+            ],
+            None,
+        );
+        let bin = run.assert_ok();
+        assert_eq!(
+            fs::read_to_string(&bin).unwrap(),
+            format!("fake binary for {target}\n")
+        );
+        assert!(run.stdout().contains("mirror"), "{}", run.stdout());
+    }
+    // A mirror serving other bytes under the right name is refused.
+    let asset = "seqera-token-rotate-x86_64-unknown-linux-musl.tar.gz";
+    let mut bytes = fs::read(r.assets().join(asset)).unwrap();
+    bytes.extend_from_slice(b"mirrored and changed");
+    fs::write(other.path().join(asset), bytes).unwrap();
+    r.run(
+        "Linux",
+        "X64",
+        &[("SEQERA_TOKEN_ROTATE_MIRROR", &wrong)],
+        None,
+    )
+    .assert_refused("checksum mismatch");
+    for bad in ["http://mirror.internal/r", "ftp://mirror/r", "mirror/r"] {
+        r.run("Linux", "X64", &[("SEQERA_TOKEN_ROTATE_MIRROR", bad)], None)
+            .assert_refused("SEQERA_TOKEN_ROTATE_MIRROR");
+    }
 }
