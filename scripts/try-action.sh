@@ -6,7 +6,7 @@
 #
 #   prepare source    build the binary that serves the sandbox (debug: the Action builds
 #                     its own release binary from source, isolated)
-#   prepare release   build the release binary and pack it as release.yml does; write
+#   prepare release   build that binary and pack it as release.yml does; write
 #                     .action-under-test/ = action.yml + scripts/, pinned as a release
 #                     commit pins it: this version, a file:// URL to the archive and its
 #                     SHA-256, so the Action's download-and-verify path runs
@@ -50,14 +50,18 @@ field() {
 
 prepare() {
     cd "$root"
+    # The binary that serves the sandbox, and that the release-style path packs: a debug
+    # build (what the install path does with it does not depend on the profile).
+    # CARGO_TARGET_DIR: scripts/act.sh points it at the repository's warm target/.
+    cargo build --locked --bin "$name"
+    local bin
+    bin="$(unix_path "${CARGO_TARGET_DIR:-$root/target}")/debug/$name$exe"
     case "${1:-}" in
         source)
-            cargo build --locked --bin "$name"
-            echo "SANDBOX_BIN=$root/target/debug/$name$exe" >> "$GITHUB_ENV"
+            echo "SANDBOX_BIN=$bin" >> "$GITHUB_ENV"
             ;;
         release)
-            cargo build --release --locked --bin "$name"
-            local bin="$root/target/release/$name$exe" key target
+            local key target
             # As scripts/install-binary.sh maps the runner to an archive and its pin.
             case "$RUNNER_OS/$RUNNER_ARCH" in
                 Linux/X64) key=LINUX_X64 target=x86_64-unknown-linux-musl ;;
@@ -112,8 +116,12 @@ start() {
     local bin="${SANDBOX_BIN:?run prepare first}"
     mkdir -p "$state"
     rm -f "$state/sandbox.json" "$state/sandbox.log"
-    # In the background, past the end of this step; stdin closed, stdout to the file.
-    "$bin" sandbox > "$state/sandbox.json" 2> "$state/sandbox.log" < /dev/null &
+    # In the background, past the end of this step; stdin closed, stdout to the file. Its
+    # own session where setsid exists: act ends a step by killing its process group
+    # (GitHub's runner leaves it running until the job ends).
+    local detach=()
+    command -v setsid > /dev/null && detach=(setsid)
+    "${detach[@]}" "$bin" sandbox > "$state/sandbox.json" 2> "$state/sandbox.log" < /dev/null &
     local i
     for ((i = 0; i < 300; i++)); do
         [[ -s "$state/sandbox.json" ]] && break
