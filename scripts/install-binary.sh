@@ -65,6 +65,11 @@ unix_path() {
     if command -v cygpath > /dev/null; then cygpath -u "$1"; else printf '%s\n' "$1"; fi
 }
 
+# ...and a Windows program (cargo.exe) reading a path from its environment wants D:\a\_temp.
+native_path() {
+    if command -v cygpath > /dev/null; then cygpath -w "$1"; else printf '%s\n' "$1"; fi
+}
+
 : "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set: run this from the Action}"
 tmp="$(unix_path "${RUNNER_TEMP:-${TMPDIR:-/tmp}}")"
 exe=""
@@ -105,7 +110,8 @@ if [[ -z "$version" ]]; then
                 ;;
         esac
     done < <(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' | sort -u)
-    build_env=(env "${unset_args[@]}" CARGO_HOME="$cargo_home" CARGO_TERM_COLOR=never)
+    # (The ${a[@]+...} form: bash 3.2, macOS's /bin/bash, calls an empty array unbound.)
+    build_env=(env ${unset_args[@]+"${unset_args[@]}"} CARGO_HOME="$(native_path "$cargo_home")" CARGO_TERM_COLOR=never)
     if command -v rustup > /dev/null; then
         build_env+=(RUSTUP_TOOLCHAIN="$toolchain")
         if ! "${build_env[@]}" rustup toolchain list | grep -q "^$toolchain-"; then

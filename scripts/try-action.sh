@@ -121,7 +121,7 @@ start() {
     # (GitHub's runner leaves it running until the job ends).
     local detach=()
     command -v setsid > /dev/null && detach=(setsid)
-    "${detach[@]}" "$bin" sandbox > "$state/sandbox.json" 2> "$state/sandbox.log" < /dev/null &
+    ${detach[@]+"${detach[@]}"} "$bin" sandbox > "$state/sandbox.json" 2> "$state/sandbox.log" < /dev/null &
     local i
     for ((i = 0; i < 300; i++)); do
         [[ -s "$state/sandbox.json" ]] && break

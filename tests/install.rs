@@ -740,3 +740,47 @@ fn a_mirror_replaces_the_download_url_under_the_same_pin() {
             .assert_refused("SEQERA_TOKEN_ROTATE_MIRROR");
     }
 }
+
+/// `uses: ./` on a Windows runner checks the repository out with Git for Windows, whose
+/// default core.autocrlf=true would turn the scripts the Action and CI run into CRLF, which
+/// Git Bash refuses ($'\r': command not found). `.gitattributes` pins LF for them whatever
+/// the local configuration; and none holds a CR today.
+#[test]
+fn scripts_and_yaml_are_checked_out_with_lf_everywhere() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let files = [
+        "scripts/install-binary.sh",
+        "scripts/try-action.sh",
+        "scripts/act.sh",
+        "scripts/lint.sh",
+        "scripts/actionlint.cjs",
+        "action.yml",
+        ".github/workflows/ci.yml",
+        ".github/workflows/release.yml",
+        ".ci/run",
+        "Dockerfile",
+    ];
+    let in_git = Command::new("git")
+        .args(["-C", root, "rev-parse", "--is-inside-work-tree"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if in_git {
+        let mut cmd = Command::new("git");
+        cmd.args(["-C", root, "check-attr", "text", "eol", "--"])
+            .args(files);
+        let attrs = sh(&mut cmd);
+        for f in files {
+            assert!(
+                attrs.contains(&format!("{f}: text: set"))
+                    && attrs.contains(&format!("{f}: eol: lf")),
+                "{f} is not pinned to LF by .gitattributes:\n{attrs}"
+            );
+        }
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI runs from a Git checkout");
+    }
+    for f in files {
+        let text = fs::read(Path::new(root).join(f)).unwrap();
+        assert!(!text.contains(&b'\r'), "{f} has a CR");
+    }
+}
