@@ -29,6 +29,10 @@ unix_path() {
     if command -v cygpath > /dev/null; then cygpath -u "$1"; else printf '%s\n' "$1"; fi
 }
 
+# Git Bash: pass arguments to native programs (curl, jq) as written; a URL with
+# `repo:owner/name` in it is not a path list.
+export MSYS_NO_PATHCONV=1 MSYS2_ARG_CONV_EXCL='*'
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="$(unix_path "${SANDBOX_STATE_DIR:-${RUNNER_TEMP:?}/sandbox}")"
 exe=""
@@ -43,9 +47,10 @@ sha256_of() {
     fi
 }
 
-# The JSON line's field $1 (jq on Windows may end lines with CR).
+# The JSON line's field $1. On stdin: jq on Windows is a native program, and arguments
+# are not rewritten into Windows paths here (below); it may also end lines with CR.
 field() {
-    jq -r --arg k "$1" '.[$k]' "$state/sandbox.json" | tr -d '\r'
+    jq -r --arg k "$1" '.[$k]' < "$state/sandbox.json" | tr -d '\r'
 }
 
 prepare() {
