@@ -62,6 +62,7 @@ pub async fn run(matches: &ArgMatches, env: Env<'_>, out: &Report) -> u8 {
         Some(("status", sub)) => crate::status::run(&raw, sub, env, out).await,
         Some(("revoke", sub)) => run_revoke(&raw, sub, env, out).await,
         Some(("demo", _)) => crate::demo::run(out).await,
+        Some(("sandbox", _)) => crate::sandbox_cmd::run(out).await,
         Some(("generate", sub)) => crate::generate::run(sub, out),
         Some((other, _)) => {
             out.error(&format!("unknown command `{other}`"));

@@ -20,6 +20,7 @@
 //! - [`report`]: the one output layer: logs, workflow commands, outputs, summary
 //! - [`app`]: one command: settings → clients → run → outputs → exit code
 //! - [`demo`]: the `demo` command, a full rotation against the built-in sandbox
+//! - [`sandbox_cmd`]: the `sandbox` command, that sandbox served on loopback until stopped
 //! - [`generate`]: the hidden `generate` command: shell completions and the man page
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -35,6 +36,7 @@ pub mod pace;
 pub mod record;
 pub mod report;
 pub mod rotate;
+pub mod sandbox_cmd;
 pub mod seal;
 pub mod seqera;
 pub mod settings;

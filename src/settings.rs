@@ -196,6 +196,7 @@ pub fn command() -> Command {
         .subcommand(Command::new("demo").about(
             "Run a complete rotation, twice, against a built-in local sandbox (no network, no credentials)",
         ))
+        .subcommand(crate::sandbox_cmd::command())
         .subcommand(crate::generate::command());
     for s in SETTINGS {
         cmd = cmd.arg(setting_arg(s));
