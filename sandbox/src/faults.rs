@@ -160,8 +160,9 @@ pub enum FaultAction {
     /// by omitting the newest token (e.g. one a replica has not seen yet).
     OmitNewestToken,
     /// Performed and answered normally, but a JSON answer's `tokens` array gets one more
-    /// entry, `{"id": id, "name": name, "dateCreated": <now>, "lastUsed": null}`, that no
-    /// token behind it exists: a token list that lies (e.g. a huge id).
+    /// entry, `{"id": id, "name": name, "dateCreated": …, "lastUsed": null}`, with no token
+    /// behind it: a token list that lies (e.g. a huge id). Its `dateCreated` is that of the
+    /// newest listed token (a same-moment tie), or now if the list is empty.
     ExtraToken {
         /// The listed id.
         id: u64,

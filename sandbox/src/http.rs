@@ -259,10 +259,16 @@ async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<WireResp> {
             let resp = dispatch(api, &shared, &req);
             Some(
                 rewrite_tokens(resp, |tokens| {
+                    // The same moment as the newest real token: a tie no clock can break.
+                    let created = tokens
+                        .iter()
+                        .max_by_key(|t| t["id"].as_u64().unwrap_or(0))
+                        .map(|t| t["dateCreated"].clone())
+                        .unwrap_or_else(|| clock::seqera(clock::now()).into());
                     tokens.push(serde_json::json!({
                         "id": id,
                         "name": name,
-                        "dateCreated": clock::seqera(clock::now()),
+                        "dateCreated": created,
                         "lastUsed": null,
                     }));
                 })
