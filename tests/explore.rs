@@ -27,7 +27,8 @@
 //! client's every look), `date_ahead` / `date_behind` (the answer's `Date` 30 s ahead / one
 //! day behind), `key_422` (a secret `PUT` answered 422 about the key; `key_422_rest`: that
 //! `PUT` and every later one, the retry after the key refetch too), `list_omits_newest`,
-//! `list_huge_id` (a managed-looking token with id 10^15 that does not exist),
+//! `list_huge_id` (a managed-looking token with id 10^15 that does not exist, its
+//! `dateCreated` tied with the newest real token's),
 //! `kill_before` / `kill_after` (the run is dropped — the process dies — while the server
 //! holds request k unperformed / performed but unanswered).
 //!
@@ -45,20 +46,25 @@
 //! (`SEQERA_TOKEN_ROTATE_TEST_BACKOFF_MS=1`) and no GitHub pacing; time between runs passes
 //! with the sandbox's `advance_clock`.
 //!
-//! **What runs.** Every single fault of every world, always; then the pairs: by default a
-//! fixed slice (every pair whose first fault is at the first write of the world) plus a
-//! seeded random sample of the rest (`EXPLORE_SAMPLE` per world, default 150, seed
-//! `EXPLORE_SEED`, default 15); `EXPLORE_ALL=1` runs every pair (the whole bounded space).
+//! **What runs.** The bounded space does not fit the ~2 minutes CI has for it (about 25,000
+//! pairs over the five worlds, 25-60 minutes; see tests/explore/FINDINGS-old-protocol.md),
+//! so by default: every single fault of every world (about 360 cases), then a fixed slice of
+//! pairs — the `PINNED` cases, which found defects 1-4 of issue 15 in the old protocol —
+//! plus a seeded random sample of the other pairs (`EXPLORE_SAMPLE` per world, default 150;
+//! seed `EXPLORE_SEED`, default 15). The test prints which. `EXPLORE_ALL=1` runs every pair
+//! (the whole bounded space).
 //! Each case prints as one line that replays it:
 //! `EXPLORE_CASE='1t,perform_502@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2'`.
 //! `EXPLORE_SLICE=START..END` runs pairs START..END of each world's enumeration instead (to
 //! split the whole space between jobs); `EXPLORE_FILTER=<text>` keeps only the pairs whose
 //! case line contains the text (e.g. `key_422`), before the slice or the sample.
 //! Other knobs: `EXPLORE_WORLDS=1t,grace`, `EXPLORE_THREADS` (default 4), `EXPLORE_SINGLES=1`
-//! (singles only), `EXPLORE_LIST=1` (list the cases, run none),
+//! (singles only), `EXPLORE_LIST=1` (list the single-fault cases, run none),
 //! `EXPLORE_FINDINGS=<file>` (write every failing case line there).
 //!
-//! Run: `cargo test --test explore -- --ignored --nocapture exhaustive`.
+//! Run: `cargo test --test explore -- --ignored --nocapture exhaustive`. The test is
+//! `#[ignore]`d while the old, clock-judging protocol is in place (it fails there, by
+//! design: see the findings file); deleting its `#[ignore = …]` line puts it in CI.
 
 // The explorer prints case lines and tallies (paths, token ids, fault names: never a value;
 // the tool's own lines it quotes went through its scrubber).
@@ -824,16 +830,22 @@ fn quiet_panics() {
 const PINNED: &[&str] = &[
     // Defect 1: a `Date` ahead (on preflight's key read) rolls back a committed 502 write.
     "1t,date_ahead@GET:/repos/octo/app/actions/secrets/public-key#1,perform_502_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1",
+    "self,date_ahead@GET:/repos/octo/app/actions/secrets/public-key#1,perform_502_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1",
+    "grace,date_ahead@GET:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,perform_502_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1",
     // Defect 2: a token list with a huge id, tied with the newest token: the not-due run
-    // revokes the token the target holds.
+    // revokes the token the target holds (a single fault: it runs as one anyway).
     "nd,list_huge_id@GET:/api/tokens#1",
     // Defect 2: a create and a write that both land late; the next run finds the target
     // "current" for the late orphan and revokes the token it holds.
     "1t,late_cut@POST:/api/tokens#1,late_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1",
+    "grace,late_cut@POST:/api/tokens#1,late_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1",
     // Defect 3: "may have been stored" forgotten after a 422 about the key.
     "1t,perform_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2",
+    "self,perform_502@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2",
+    "grace,late_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2",
     // Defect 4: a write that lands after the second look, then a clear refusal.
     "1t,late_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,refuse@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2",
+    "grace,late_cut@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,unavailable_rest@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2",
 ];
 /// Pairs sampled per world by default.
 const DEFAULT_SAMPLE: u64 = 150;
@@ -930,7 +942,7 @@ fn exhaustive() {
         let mut chosen: Vec<Case> = PINNED
             .iter()
             .map(|c| Case::parse(c))
-            .filter(|c| c.world == world && !singles_only)
+            .filter(|c| c.world == world && !singles_only && !singles.contains(c))
             .collect();
         if singles_only {
             chosen.clear();
@@ -1034,6 +1046,9 @@ fn explorer_worlds_pass_without_faults() {
         for c in singles(world, &base) {
             assert_eq!(Case::parse(&c.text()), c);
         }
+    }
+    for p in PINNED {
+        assert_eq!(Case::parse(p).text(), *p);
     }
     let case = Case::parse("1t,kill_before@POST:/api/tokens#1");
     let o = explore_one(&case);
