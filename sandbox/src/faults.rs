@@ -22,15 +22,25 @@ pub enum Occurrence {
     FirstN(u32),
     /// Every matching request.
     Always,
+    /// The n-th matching request (1-based) and every later one: a service that stays down.
+    From(u32),
+    /// The request with this sequence number among *all* requests the sandbox received,
+    /// both APIs, 1-based, counted since it started (never reset; see
+    /// [`crate::Sandbox::requests_received`]), if the rule matches it. With
+    /// [`FaultRule::at_request`] it hits "the k-th request from now", whatever it is: how a
+    /// fault explorer places a fault at every request index of a run.
+    Overall(u64),
 }
 
 impl Occurrence {
-    /// Whether the `n`-th matching request (1-based) is hit.
-    fn fires(&self, n: u32) -> bool {
+    /// Whether the `n`-th matching request (1-based), the `seq`-th received overall, is hit.
+    fn fires(&self, n: u32, seq: u64) -> bool {
         match *self {
             Occurrence::Nth(k) => n == k,
             Occurrence::FirstN(k) => n <= k,
             Occurrence::Always => true,
+            Occurrence::From(k) => n >= k,
+            Occurrence::Overall(k) => seq == k,
         }
     }
 }
@@ -46,6 +56,8 @@ pub enum PathMatch {
     Suffix(String),
     /// The path contains this.
     Contains(String),
+    /// Any path.
+    Any,
 }
 
 impl PathMatch {
@@ -57,6 +69,7 @@ impl PathMatch {
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
             PathMatch::Suffix(p) => path.ends_with(p.as_str()),
             PathMatch::Contains(p) => path.contains(p.as_str()),
+            PathMatch::Any => true,
         }
     }
 }
@@ -120,6 +133,42 @@ pub enum FaultAction {
     Endless {
         /// The declared `content-length`, or `None` for chunked transfer.
         content_length: Option<u64>,
+    },
+    /// Not performed, never answered (until the sandbox stops): the server is stuck
+    /// before it performs the request. Counted in [`crate::Sandbox::held_requests`] once
+    /// held, so a test can stop the client exactly there (a crash "before request k").
+    Hold,
+    /// Performed (state changes!), then never answered: counted in
+    /// [`crate::Sandbox::held_requests`] once performed, so a test can stop the client
+    /// exactly there (a crash "after the server performed request k, before the answer").
+    PerformThenHold,
+    /// Answer now without performing the request, then perform it `after` this long (state
+    /// changes, long after the client gave up on it): a write that lands late. The answer is
+    /// `status` with `{"message": <reason phrase>}`, or with `None` a closed connection.
+    /// [`crate::Sandbox::late_commits_pending`] counts those not performed yet.
+    CommitLater {
+        /// The answer the client sees now; `None`: the connection is closed without one.
+        status: Option<u16>,
+        /// How long after the answer the operation is performed.
+        after: Duration,
+    },
+    /// Performed and answered normally, but the answer's `Date` header is this many
+    /// seconds off the fakes' clock (ahead if positive, behind if negative): a host or a
+    /// proxy with a wrong clock.
+    SkewDate(i64),
+    /// Performed and answered normally, but from a JSON answer's `tokens` array (Seqera's
+    /// `GET /tokens`) the entry with the highest `id` is left out: a token list that lies
+    /// by omitting the newest token (e.g. one a replica has not seen yet).
+    OmitNewestToken,
+    /// Performed and answered normally, but a JSON answer's `tokens` array gets one more
+    /// entry, `{"id": id, "name": name, "dateCreated": …, "lastUsed": null}`, with no token
+    /// behind it: a token list that lies (e.g. a huge id). Its `dateCreated` is that of the
+    /// newest listed token (a same-moment tie), or now if the list is empty.
+    ExtraToken {
+        /// The listed id.
+        id: u64,
+        /// The listed name.
+        name: String,
     },
 }
 
@@ -220,7 +269,11 @@ impl FaultAction {
                     );
                 }
             }
-            FaultAction::PerformThenStatus { status, .. } => check_status(*status),
+            FaultAction::PerformThenStatus { status, .. }
+            | FaultAction::CommitLater {
+                status: Some(status),
+                ..
+            } => check_status(*status),
             FaultAction::EchoAuthorization {
                 status,
                 content_type,
@@ -300,6 +353,19 @@ impl FaultRule {
         }
     }
 
+    /// A rule that hits the request with sequence number `seq` (see
+    /// [`Occurrence::Overall`]) if it goes to `api`, whatever its method and path. Add one
+    /// for each API to hit the `seq`-th request whichever API it goes to.
+    pub fn at_request(api: Api, seq: u64, action: FaultAction) -> Self {
+        FaultRule {
+            api,
+            method: "*".to_owned(),
+            path: PathMatch::Any,
+            when: Occurrence::Overall(seq),
+            action,
+        }
+    }
+
     fn matches(&self, api: Api, method: &str, path: &str) -> bool {
         self.api == api
             && (self.method == "*" || self.method.eq_ignore_ascii_case(method))
@@ -307,10 +373,15 @@ impl FaultRule {
     }
 }
 
-/// The active rules, each with the number of requests it has matched so far.
+/// The active rules, each with the number of requests it has matched so far, and what the
+/// holding and late-committing actions are doing.
 #[derive(Default)]
 pub(crate) struct Faults {
     rules: Vec<(FaultRule, u32)>,
+    /// Requests that reached their `Hold` / `PerformThenHold` point.
+    pub(crate) held: u64,
+    /// `CommitLater` operations not performed yet.
+    pub(crate) late_pending: u64,
 }
 
 impl Faults {
@@ -322,16 +393,22 @@ impl Faults {
         self.rules.clear();
     }
 
-    /// Counts this request against every matching rule (so each rule's
-    /// occurrences are its own), and returns the action of the first that fires.
-    pub(crate) fn select(&mut self, api: Api, method: &str, path: &str) -> Option<FaultAction> {
+    /// Counts this request (the `seq`-th received overall) against every matching rule (so
+    /// each rule's occurrences are its own), and returns the action of the first that fires.
+    pub(crate) fn select(
+        &mut self,
+        api: Api,
+        method: &str,
+        path: &str,
+        seq: u64,
+    ) -> Option<FaultAction> {
         let mut chosen = None;
         for (rule, count) in &mut self.rules {
             if !rule.matches(api, method, path) {
                 continue;
             }
             *count = count.saturating_add(1);
-            if chosen.is_none() && rule.when.fires(*count) {
+            if chosen.is_none() && rule.when.fires(*count, seq) {
                 chosen = Some(rule.action.clone());
             }
         }
@@ -360,27 +437,56 @@ mod tests {
         ));
         // 1st: rule 1 count=1 (no), rule 2 count=1 (fires).
         assert_eq!(
-            f.select(Api::Github, "put", "/repos/o/r/actions/secrets/X"),
+            f.select(Api::Github, "put", "/repos/o/r/actions/secrets/X", 0),
             Some(FaultAction::HtmlPage)
         );
         // 2nd: rule 1 count=2 fires first.
         assert_eq!(
-            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X", 0),
             Some(FaultAction::Drop)
         );
         assert_eq!(
-            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X", 0),
             None
         );
         assert_eq!(
-            f.select(Api::Seqera, "PUT", "/repos/o/r/actions/secrets/X"),
+            f.select(Api::Seqera, "PUT", "/repos/o/r/actions/secrets/X", 0),
             None
         );
         f.clear();
         assert_eq!(
-            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X"),
+            f.select(Api::Github, "PUT", "/repos/o/r/actions/secrets/X", 0),
             None
         );
+    }
+
+    #[test]
+    fn from_occurrence_hits_the_nth_and_every_later_request() {
+        let mut f = Faults::default();
+        f.add(FaultRule::seqera(
+            "GET",
+            PathMatch::Exact("/api/tokens".into()),
+            Occurrence::From(2),
+            FaultAction::Drop,
+        ));
+        let hits: Vec<bool> = (0..4)
+            .map(|i| f.select(Api::Seqera, "GET", "/api/tokens", i).is_some())
+            .collect();
+        assert_eq!(hits, [false, true, true, true]);
+    }
+
+    #[test]
+    fn overall_occurrence_counts_every_request_of_the_sandbox() {
+        let mut f = Faults::default();
+        f.add(FaultRule::at_request(Api::Seqera, 3, FaultAction::Drop));
+        assert_eq!(f.select(Api::Seqera, "GET", "/api/tokens", 2), None);
+        // The 3rd request overall, but to the other API: not this rule's.
+        assert_eq!(f.select(Api::Github, "GET", "/repos/o/r", 3), None);
+        assert_eq!(
+            f.select(Api::Seqera, "DELETE", "/api/tokens/9", 3),
+            Some(FaultAction::Drop)
+        );
+        assert_eq!(f.select(Api::Seqera, "DELETE", "/api/tokens/9", 4), None);
     }
 
     #[test]
@@ -388,6 +494,7 @@ mod tests {
         assert!(PathMatch::Exact("/api/tokens".into()).matches("/api/tokens"));
         assert!(!PathMatch::Exact("/api/tokens".into()).matches("/api/tokens/1"));
         assert!(PathMatch::Contains("%2F".into()).matches("/repos/o/r/environments/a%2Fb/secrets"));
+        assert!(PathMatch::Any.matches("/anything?at=all"));
     }
 
     #[test]

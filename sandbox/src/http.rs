@@ -127,7 +127,7 @@ async fn handle(
 /// Record, apply faults and latency, dispatch. `None` means "close without answering".
 async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<WireResp> {
     let seq = record(&shared, api, &req);
-    let action = lock(&shared.faults).select(api, req.method.as_str(), &req.path);
+    let action = lock(&shared.faults).select(api, req.method.as_str(), &req.path, seq);
     let latency = *lock(&shared.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -210,6 +210,71 @@ async fn process(api: Api, shared: Arc<Shared>, req: Req) -> Option<WireResp> {
             set_status(&shared, seq, Some(200));
             return Some(dated(endless(&shared, content_length)));
         }
+        Some(FaultAction::Hold) => {
+            lock(&shared.faults).held += 1;
+            std::future::pending::<()>().await;
+            None
+        }
+        Some(FaultAction::PerformThenHold) => {
+            let _ = dispatch(api, &shared, &req);
+            lock(&shared.faults).held += 1;
+            std::future::pending::<()>().await;
+            None
+        }
+        Some(FaultAction::CommitLater { status, after }) => {
+            lock(&shared.faults).late_pending += 1;
+            let answer = status.map(reason_json);
+            let later = Arc::clone(&shared);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = dispatch(api, &later, &req);
+                lock(&later.faults).late_pending -= 1;
+            });
+            answer
+        }
+        Some(FaultAction::SkewDate(secs)) => {
+            let resp = dispatch(api, &shared, &req);
+            let at = clock::now()
+                .checked_add(time::Duration::seconds(secs))
+                .unwrap_or_else(clock::now);
+            Some(with_header(resp, "date", &clock::http_date(at)))
+        }
+        Some(FaultAction::OmitNewestToken) => {
+            let resp = dispatch(api, &shared, &req);
+            Some(
+                rewrite_tokens(resp, |tokens| {
+                    let newest = tokens
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|(_, t)| t["id"].as_u64().unwrap_or(0))
+                        .map(|(i, _)| i);
+                    if let Some(i) = newest {
+                        tokens.remove(i);
+                    }
+                })
+                .await,
+            )
+        }
+        Some(FaultAction::ExtraToken { id, name }) => {
+            let resp = dispatch(api, &shared, &req);
+            Some(
+                rewrite_tokens(resp, |tokens| {
+                    // The same moment as the newest real token: a tie no clock can break.
+                    let created = tokens
+                        .iter()
+                        .max_by_key(|t| t["id"].as_u64().unwrap_or(0))
+                        .map(|t| t["dateCreated"].clone())
+                        .unwrap_or_else(|| clock::seqera(clock::now()).into());
+                    tokens.push(serde_json::json!({
+                        "id": id,
+                        "name": name,
+                        "dateCreated": created,
+                        "lastUsed": null,
+                    }));
+                })
+                .await,
+            )
+        }
     };
     set_status(&shared, seq, resp.as_ref().map(|r| r.status().as_u16()));
     resp.map(|r| dated(r.map(BodyExt::boxed)))
@@ -224,6 +289,26 @@ fn dated(mut resp: WireResp) -> WireResp {
         }
     }
     resp
+}
+
+/// The same answer with `edit` applied to the `tokens` array of its JSON body; an answer
+/// without one (an error) is passed on unchanged.
+async fn rewrite_tokens(resp: Resp, edit: impl FnOnce(&mut Vec<serde_json::Value>)) -> Resp {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    let mut doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, Full::new(bytes)),
+    };
+    let Some(tokens) = doc.get_mut("tokens").and_then(|t| t.as_array_mut()) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    edit(tokens);
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(doc.to_string())))
 }
 
 /// `status` with `{"message": <reason phrase>}`.

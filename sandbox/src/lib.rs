@@ -753,6 +753,24 @@ impl Sandbox {
         lock(&self.shared.github).limited_answers()
     }
 
+    /// How many requests the sandbox received since it started, both APIs (never reset,
+    /// unlike [`Sandbox::requests`]): the sequence number of the next one is this plus 1
+    /// (see [`Occurrence::Overall`]).
+    pub fn requests_received(&self) -> u64 {
+        lock(&self.shared.log).0
+    }
+
+    /// How many requests reached the point where a [`FaultAction::Hold`] or
+    /// [`FaultAction::PerformThenHold`] keeps them unanswered.
+    pub fn held_requests(&self) -> u64 {
+        lock(&self.shared.faults).held
+    }
+
+    /// How many [`FaultAction::CommitLater`] operations are still to be performed.
+    pub fn late_commits_pending(&self) -> u64 {
+        lock(&self.shared.faults).late_pending
+    }
+
     /// Latency added before every response of both APIs (for benchmarks).
     pub fn set_latency(&self, d: Duration) {
         *lock(&self.shared.latency) = d;

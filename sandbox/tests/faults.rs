@@ -868,3 +868,264 @@ async fn hostile_token_names_and_values() {
     assert_eq!(created["token"]["name"], json!("ci-2"));
     assert!(!created["accessKey"].as_str().unwrap().contains("::"));
 }
+
+// ----- for the fault explorer (tests/explore.rs): placement, crashes, late commits, clocks,
+// lying token lists -----
+
+#[tokio::test]
+async fn at_request_hits_the_kth_request_overall_whichever_api_it_goes_to() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    let next = sb.requests_received() + 1;
+    // The 2nd request from now, to either API: one rule per API, only one can match it.
+    for api in [Api::Seqera, Api::Github] {
+        sb.add_fault(FaultRule::at_request(
+            api,
+            next + 1,
+            FaultAction::status(418),
+        ));
+    }
+    let first = sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    let second = gh(
+        &c,
+        &sb,
+        Method::GET,
+        "/repos/octo/app/actions/secrets/public-key",
+        WRITER,
+    )
+    .send()
+    .await
+    .unwrap();
+    let third = sq(&c, &sb, Method::GET, "/user-info", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        [first.status(), second.status(), third.status()].map(|s| s.as_u16()),
+        [200, 418, 200]
+    );
+    assert_eq!(sb.requests_received(), next + 2);
+    sb.clear_requests();
+    assert_eq!(sb.requests_received(), next + 2, "never reset");
+}
+
+#[tokio::test]
+async fn from_hits_the_nth_and_every_later_request() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/user-info",
+        Occurrence::From(2),
+        FaultAction::status(503),
+    ));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(
+            sq(&c, &sb, Method::GET, "/user-info", &token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(got, [200, 503, 503, 503]);
+}
+
+/// A client that gives up after 300 ms.
+fn impatient_client() -> reqwest::Client {
+    common::install_crypto();
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hold_never_answers_nor_performs_and_is_counted() {
+    let (sb, alice, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::Hold,
+    ));
+    assert_eq!(sb.held_requests(), 0);
+    let c = impatient_client();
+    let err = sq(&c, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(sb.held_requests(), 1);
+    assert_eq!(sb.live_tokens(alice).len(), 1, "not performed");
+    assert_eq!(sb.requests().last().unwrap().status, None);
+}
+
+#[tokio::test]
+async fn perform_then_hold_performs_then_never_answers() {
+    let (sb, alice, token) = sandbox();
+    sb.add_fault(seqera_rule(
+        "POST",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::PerformThenHold,
+    ));
+    let c = impatient_client();
+    let err = sq(&c, &sb, Method::POST, "/tokens", &token)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(sb.held_requests(), 1);
+    let names: Vec<String> = sb.live_tokens(alice).into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["bootstrap", "ci"], "performed before it was held");
+}
+
+#[tokio::test]
+async fn commit_later_answers_now_and_performs_after_the_delay() {
+    let (sb, _, _) = sandbox();
+    let scope = SecretScope::repo("octo", "app");
+    let path = format!("{}/S", scope.secrets_path());
+    let c = client();
+    for (status, sees) in [(Some(504), Some(504)), (None, None)] {
+        sb.clear_faults();
+        sb.add_fault(FaultRule::github(
+            "PUT",
+            PathMatch::Exact(path.clone()),
+            Occurrence::Nth(1),
+            FaultAction::CommitLater {
+                status,
+                after: Duration::from_millis(400),
+            },
+        ));
+        let value = format!("v{status:?}");
+        let put = gh(&c, &sb, Method::PUT, &path, WRITER)
+            .json(&sealed_body(&sb, &scope, &value))
+            .send()
+            .await;
+        assert_eq!(put.ok().map(|r| r.status().as_u16()), sees);
+        assert_eq!(sb.late_commits_pending(), 1);
+        assert_ne!(
+            sb.secret(&scope, "S").map(|s| s.plaintext),
+            Some(value.clone()),
+            "not yet"
+        );
+        let start = Instant::now();
+        while sb.late_commits_pending() > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the late commit never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            sb.secret(&scope, "S").unwrap().plaintext,
+            value,
+            "landed late"
+        );
+    }
+}
+
+#[tokio::test]
+async fn skew_date_performs_and_shifts_only_that_answers_date() {
+    let (sb, _, token) = sandbox();
+    let c = client();
+    for (secs, off) in [(30i64, 30u64), (-86_400, 86_400)] {
+        sb.clear_faults();
+        sb.add_fault(seqera_rule(
+            "GET",
+            "/api/user-info",
+            Occurrence::Nth(1),
+            FaultAction::SkewDate(secs),
+        ));
+        let skewed = sq(&c, &sb, Method::GET, "/user-info", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(skewed.status(), 200, "answered normally");
+        let normal = sq(&c, &sb, Method::GET, "/user-info", &token)
+            .send()
+            .await
+            .unwrap();
+        let apart = seconds_apart(parse_date(&skewed), parse_date(&normal));
+        assert!(apart.abs_diff(off) <= 1, "{secs}: {apart} s apart");
+        let ahead = parse_date(&skewed) > parse_date(&normal);
+        assert_eq!(ahead, secs > 0);
+    }
+}
+
+#[tokio::test]
+async fn token_lists_that_lie() {
+    let (sb, alice, token) = sandbox();
+    let newest = sb.create_token(alice, "ci-20260101-000000");
+    let c = client();
+    let ids = |doc: &serde_json::Value| -> Vec<u64> {
+        doc["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect()
+    };
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::OmitNewestToken,
+    ));
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/tokens",
+        Occurrence::Nth(2),
+        FaultAction::ExtraToken {
+            id: 1_000_000_000_000_000,
+            name: "ci-20991231-235959".into(),
+        },
+    ));
+    let omitted = body_json(
+        sq(&c, &sb, Method::GET, "/tokens", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(!ids(&omitted).contains(&newest.id), "{omitted}");
+    assert_eq!(ids(&omitted).len(), 1);
+    let extra = body_json(
+        sq(&c, &sb, Method::GET, "/tokens", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ids(&extra).len(), 3, "{extra}");
+    let listed = &extra["tokens"][2];
+    assert_eq!(listed["name"], "ci-20991231-235959");
+    assert_eq!(
+        listed["dateCreated"], extra["tokens"][1]["dateCreated"],
+        "a tie with the newest"
+    );
+    assert!(
+        sb.tokens().iter().all(|t| t.id != 1_000_000_000_000_000),
+        "nothing behind it"
+    );
+    // An answer without a token list (an error) is passed on unchanged.
+    sb.add_fault(seqera_rule(
+        "GET",
+        "/api/tokens",
+        Occurrence::Nth(1),
+        FaultAction::OmitNewestToken,
+    ));
+    let unauthorized = sq(&c, &sb, Method::GET, "/tokens", "not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+}
