@@ -8,14 +8,33 @@
 //! managed token the target holds, and every run reads its access token from the target,
 //! as a workflow does); `grace` with `grace-period: 30m`; and `nd`, one target whose last
 //! rotation was 20 min ago and left its 3 h old predecessor live, so the faulted run is a
-//! run that is *not due* and only retires. Every world but `1t` starts with the record
-//! (SPEC §5, *The record*) naming the token its targets hold, as a rotation by this version
-//! leaves it; `1t` starts without one, as the first run after an upgrade does.
+//! run that is *not due* and only retires; and `mixed` (issue 16), one target of each
+//! store kind in one `targets` list: the repository secret, `aws-sm:eu-west-1/seqera/caseN`
+//! (moto), `vault:secret/seqera/ci` (OpenBao, KV v2, in namespace `caseN`, with a
+//! least-policy token) and `gitlab:grp/app` (the sandbox's GitLab fake; a masked, readable
+//! variable). Every world but `1t` starts with the record (SPEC §5, *The record*) naming
+//! the token its targets hold — its target-set hash over every label — as a rotation by
+//! this version leaves it; `1t` starts without one, as the first run after an upgrade does.
+//!
+//! **The mixed world's servers.** moto and `bao server -dev` start once per world (and stop
+//! with it); each case gets a fresh secret and namespace of its own (`N` counts cases in
+//! the process), so cases stay independent and replay alone with `EXPLORE_CASE`. AWS and
+//! Vault requests pass through the tests' fault proxy (tests/common/proxy.rs), which names
+//! them and places their faults. The AWS SDK reads its endpoint and credentials from the
+//! process environment, not from the run's settings: so one AWS proxy serves the whole
+//! process (its first use, at the start of each test, sets `AWS_ENDPOINT_URL` and moto's
+//! credentials), routing each request by the secret name in its body; the Vault proxy is
+//! one per world, routing by the namespace header. Binaries:
+//! `SEQERA_TOKEN_ROTATE_MOTO_SERVER` and `SEQERA_TOKEN_ROTATE_BAO` (as tests/aws.rs and
+//! tests/vault.rs); missing, the world fails under `CI=true` and is skipped, loudly,
+//! elsewhere (the other worlds run).
 //!
 //! **Placement.** A request is named by its identity — method, path, and which occurrence of
 //! that method and path it is (`PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2`)
 //! — not by its arrival index, because preflight's reads run concurrently and arrive in any
-//! order. One fault is placed at every request of the fault-free run of the world; the
+//! order. An AWS request (always `POST /`) is named by its `X-Amz-Target` action instead:
+//! `POST:secretsmanager.PutSecretValue#1`. One fault is placed at every request of the
+//! fault-free run of the world; the
 //! second fault of a pair at every other request *of the run with the first fault* (so a
 //! retry, a key refetch or a sweep that only the first fault causes gets faults too).
 //!
@@ -32,15 +51,25 @@
 //! `list_huge_id` (a managed-looking token with id 10^15 that does not exist, its
 //! `dateCreated` tied with the newest real token's),
 //! `kill_before` / `kill_after` (the run is dropped — the process dies — while the server
-//! holds request k unperformed / performed but unanswered).
+//! holds request k unperformed / performed but unanswered). At AWS and Vault (the proxy)
+//! the network's and gateways' kinds only: `refuse` (403, in the store's own error shape),
+//! `unavailable`, `cut`, `perform_502`, the `_rest` kinds, `perform_cut` and the kills
+//! (the proxy holds the request; the kill waits on the sandbox's and the proxies' held
+//! counts); no `late_cut`. The `date_*` kinds go to Seqera and GitHub answers only;
+//! GitLab gets the sandbox's menu otherwise.
 //!
 //! **After every case**: the invariant — every target decrypts (with the sandbox's own keys)
-//! to a live token — right after the faulted run and again once late commits landed;
+//! to a live token; in `mixed` also the AWS secret's `AWSCURRENT`, the Vault field and the
+//! GitLab variable hold a live token, whose value's `tid` is its id (read from moto,
+//! OpenBao and the fake directly, not through the proxies) — right after the faulted run
+//! and again once late commits landed;
 //! `status --json` must not say healthy while a target holds a dead token; then a repair
 //! run without faults (exit 0, every target holds the same live token), a run 45 min later
 //! (not due; with `grace`, past the grace period), the invariant, and a final `status` that
 //! is healthy — or, in `1t` when no run could write a record, names nothing but superseded
-//! tokens still live (without a record a run that is not due has no evidence to revoke on). No output of any run may hold a token value or a 16-character piece of one.
+//! tokens still live (without a record a run that is not due has no evidence to revoke on). No output of any run may hold a token value or a 16-character piece of one
+//! (nor, in `mixed`, of the GitLab token, moto's secret key and session token, OpenBao's
+//! root token or the case's Vault token).
 //! None of the checks read the record (the Actions variable): they hold with or without it.
 //!
 //! **Clock.** Real, not tokio's paused clock: the sandbox serves on its own thread with real
@@ -53,9 +82,16 @@
 //! pairs over the five worlds, 25-60 minutes; see tests/explore/FINDINGS-old-protocol.md),
 //! so by default: every single fault of every world (about 360 cases), then a fixed slice of
 //! pairs — the `PINNED` cases, which found defects 1-4 of issue 15 in the old protocol —
-//! plus a seeded random sample of the other pairs (`EXPLORE_SAMPLE` per world, default 100;
-//! seed `EXPLORE_SEED`, default 15). The test prints which. `EXPLORE_ALL=1` runs every pair
-//! (the whole bounded space).
+//! plus a seeded random sample of the other pairs (`EXPLORE_SAMPLE` per world, default 100,
+//! and 30 in `mixed`; seed `EXPLORE_SEED`, default 15). The test prints which.
+//! `EXPLORE_ALL=1` runs every pair (the whole bounded space).
+//!
+//! `mixed`, measured (2 cores shared with other builds, load 7-9; 4 threads): 22 requests
+//! in the fault-free run (Seqera 5, GitHub 5, GitLab 3, AWS 3, Vault 6), 167 singles in
+//! about 45 s (about 0.27 s a case; `late_cut` cases 5 s each), 23,600 pairs in the space
+//! (the whole of it about 1.8 hours: `EXPLORE_WORLDS=mixed EXPLORE_ALL=1`, or split with
+//! `EXPLORE_SLICE`); by default its singles and 30 pairs, about 60 s, and the default run
+//! of all six worlds about 3.8 minutes on that loaded machine.
 //! Each case prints as one line that replays it:
 //! `EXPLORE_CASE='1t,perform_502@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2'`.
 //! `EXPLORE_SLICE=START..END` runs pairs START..END of each world's enumeration instead (to
@@ -66,7 +102,8 @@
 //! `EXPLORE_FINDINGS=<file>` (write every failing case line there).
 //!
 //! Run: `cargo test --test explore -- --nocapture exhaustive` (part of `cargo test
-//! --workspace`, so of CI: about 2.5 minutes on an idle 2-core machine). On the old,
+//! --workspace`, so of CI: about 2.5 minutes on an idle 2-core machine for the five
+//! sandbox-only worlds, plus about a minute for `mixed`). On the old,
 //! clock-judging protocol (2e612f0) it fails with the cases of
 //! tests/explore/FINDINGS-old-protocol.md; on this one every case passes.
 
@@ -535,12 +572,15 @@ impl Lane {
 /// namespace), and are named by `name` (AWS: the `X-Amz-Target` action; Vault: the path).
 struct Router {
     proxy: FaultProxy,
-    lanes: Arc<Mutex<HashMap<String, (SocketAddr, Arc<Lane>)>>>,
+    lanes: Arc<Mutex<Lanes>>,
 }
+
+/// Each case's lane by its key, with the upstream its requests go to.
+type Lanes = HashMap<String, (SocketAddr, Arc<Lane>)>;
 
 impl Router {
     fn start(key: fn(&Seen) -> Option<String>, name: fn(&Seen) -> String) -> Router {
-        let lanes: Arc<Mutex<HashMap<String, (SocketAddr, Arc<Lane>)>>> = Arc::default();
+        let lanes: Arc<Mutex<Lanes>> = Arc::default();
         let found = Arc::clone(&lanes);
         let proxy = FaultProxy::routed(move |req| {
             let lane = key(req).and_then(|k| found.lock().unwrap().get(&k).cloned());
