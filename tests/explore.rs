@@ -90,8 +90,8 @@
 //! in the fault-free run (Seqera 5, GitHub 5, GitLab 3, AWS 3, Vault 6), 167 singles in
 //! about 45 s (about 0.27 s a case; `late_cut` cases 5 s each), 23,600 pairs in the space
 //! (the whole of it about 1.8 hours: `EXPLORE_WORLDS=mixed EXPLORE_ALL=1`, or split with
-//! `EXPLORE_SLICE`); by default its singles and 30 pairs, about 60 s, and the default run
-//! of all six worlds about 3.8 minutes on that loaded machine.
+//! `EXPLORE_SLICE`); by default its singles and 30 pairs: 47 s of a default run of all six
+//! worlds of 190 s at load 4 (five worlds 143 s), 59 s of 226 s at load 8.
 //! Each case prints as one line that replays it:
 //! `EXPLORE_CASE='1t,perform_502@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#1,key_422@PUT:/repos/octo/app/actions/secrets/TOWER_ACCESS_TOKEN#2'`.
 //! `EXPLORE_SLICE=START..END` runs pairs START..END of each world's enumeration instead (to
