@@ -5,6 +5,7 @@
 
 pub mod bao;
 pub mod moto;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::path::Path;
