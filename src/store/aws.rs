@@ -708,7 +708,7 @@ impl AwsStore {
             Ok((Holding::Token(id), _)) if id == new.id => WriteOutcome::Written { created },
             Ok((held, _)) if answered => WriteOutcome::Unknown(format!(
                 "the write succeeded but reading it back shows {} (something else writes there)",
-                describe_holding(&held)
+                held.describe()
             )),
             Ok(_) => attempts.end(&why, true),
             Err(e) if answered => WriteOutcome::Unknown(format!(
@@ -724,15 +724,6 @@ fn token_holding(value: &SecretString) -> Holding {
         Some(id) => Holding::Token(id),
         None if value.expose_secret().is_empty() => Holding::Missing,
         None => Holding::Other,
-    }
-}
-
-fn describe_holding(h: &Holding) -> String {
-    match h {
-        Holding::Missing => "nothing".into(),
-        Holding::Token(id) => format!("token {id}"),
-        Holding::Other => "a value that is not a Seqera token".into(),
-        Holding::Sealed { .. } => "a sealed value".into(),
     }
 }
 

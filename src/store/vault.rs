@@ -350,7 +350,7 @@ impl VaultStore {
                             Holding::Token(id) if id == new.id => WriteOutcome::Written { created },
                             other => WriteOutcome::Unknown(format!(
                                 "the write was accepted, but reading it back shows {} instead of the new token: something else writes there",
-                                describe(&other)
+                                other.describe()
                             )),
                         },
                         Err(e) => WriteOutcome::Unknown(format!(
@@ -391,15 +391,6 @@ impl VaultStore {
                 }
             }
         }
-    }
-}
-
-fn describe(h: &Holding) -> String {
-    match h {
-        Holding::Missing => "no value".into(),
-        Holding::Token(id) => format!("token {id}"),
-        Holding::Other => "a value that is not a Seqera token".into(),
-        Holding::Sealed { .. } => "a sealed value".into(),
     }
 }
 
