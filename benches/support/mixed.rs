@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use seqera_sandbox::{Api, GitlabVariable, Sandbox, SecretScope};
+use seqera_sandbox::{Api, GitlabVariable, RequestRecord, Sandbox, SecretScope};
 use serde_json::json;
 
 use crate::bao::Bao;
@@ -213,6 +213,46 @@ pub struct MixedRun {
     pub timeline: Timeline,
     /// Server time of each proxied request (answer − forwarded): moto, OpenBao.
     pub server_ms: [Vec<f64>; 2],
+    pub phases: Phases,
+}
+
+/// The wall time by protocol step, cut where the Seqera requests arrive: start-up (spawn →
+/// first request), preflight (→ create), create (→ verify), verify and store (→ revoke),
+/// revoke and exit (→ exit).
+#[derive(Clone, Copy, Default)]
+pub struct Phases(pub [Duration; 5]);
+
+impl Phases {
+    pub fn of(reqs: &[RequestRecord], first: Duration, start: Instant, wall: Duration) -> Self {
+        let at = |m: &str, p: &str, nth: usize| {
+            reqs.iter()
+                .filter(|r| r.api == Api::Seqera && r.method == m && r.path.contains(p))
+                .nth(nth)
+                .map(|r| r.received_at.saturating_duration_since(start))
+        };
+        let (Some(create), Some(verify), Some(revoke)) = (
+            at("POST", "/tokens", 0),
+            at("GET", "/user-info", 1),
+            at("DELETE", "/tokens/", 0),
+        ) else {
+            return Self::default();
+        };
+        Self([
+            first,
+            create.saturating_sub(first),
+            verify.saturating_sub(create),
+            revoke.saturating_sub(verify),
+            wall.saturating_sub(revoke),
+        ])
+    }
+
+    /// The median of each step over `runs`.
+    pub fn median(runs: impl Iterator<Item = Phases>) -> Self {
+        let all: Vec<Phases> = runs.collect();
+        Self(std::array::from_fn(|i| {
+            median_dur(all.iter().map(|p| p.0[i]).collect())
+        }))
+    }
 }
 
 fn sm_name(run: usize, i: usize) -> String {
@@ -412,6 +452,7 @@ pub fn one(bin: &Path, s: &Servers, lat: Duration, run: usize) -> MixedRun {
     iv.extend(proxied(&moto_log));
     iv.extend(proxied(&bao_log));
     let timeline = spans(&mut iv, exit.wall);
+    let phases = Phases::of(&requests, timeline.startup, exit.start, exit.wall);
     let server = |log: &[Logged]| -> Vec<f64> {
         log.iter()
             .filter_map(|r| Some(r.answered?.duration_since(r.forwarded?).as_secs_f64() * 1e3))
@@ -423,6 +464,7 @@ pub fn one(bin: &Path, s: &Servers, lat: Duration, run: usize) -> MixedRun {
         counts,
         timeline,
         server_ms: [server(&moto_log), server(&bao_log)],
+        phases,
     }
 }
 
@@ -590,6 +632,55 @@ pub fn report(mixed: &MixedCase, mixed0: &MixedCase, github: &Case, github0: &Ca
         ms(t.max_gap),
         ms(t.tail)
     );
+    let gh_bound = [
+        0,
+        github.targets.div_ceil(KEY_CONCURRENCY),
+        1,
+        1 + github.targets.div_ceil(CONCURRENCY),
+        1,
+    ];
+    let mixed_bound = [0, b.preflight, 1, 1 + b.store, 1];
+    let gh_phases = |c: &Case| {
+        Phases::median(
+            c.runs
+                .iter()
+                .map(|r| Phases::of(&r.requests, r.timeline.startup, r.start, r.wall)),
+        )
+    };
+    let (g, g0) = (gh_phases(github), gh_phases(github0));
+    let (m, m0) = (
+        Phases::median(mixed.runs.iter().map(|r| r.phases)),
+        Phases::median(mixed0.runs.iter().map(|r| r.phases)),
+    );
+    println!(
+        "By step (median of each step over the runs; cut where the Seqera requests arrive), ms:\n"
+    );
+    println!(
+        "| step | round trips, GitHub only / mixed | GitHub only at {l} ms (bound) | mixed at {l} ms (bound) | GitHub only at 0 ms | mixed at 0 ms |",
+        l = lat.as_millis()
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let steps = [
+        "start-up → first request",
+        "preflight → create",
+        "create → verify",
+        "verify + store → revoke",
+        "revoke → exit",
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        println!(
+            "| {step} | {} / {} | {} ({}) | {} ({}) | {} | {} |",
+            gh_bound[i],
+            mixed_bound[i],
+            ms(g.0[i]),
+            ms(lat * gh_bound[i] as u32),
+            ms(m.0[i]),
+            ms(lat * mixed_bound[i] as u32),
+            ms(g0.0[i]),
+            ms(m0.0[i]),
+        );
+    }
+    println!();
     println!("Server time per request (delay line: forwarded → first byte of the answer), all runs of each latency:\n");
     println!("| server | latency ms | requests | median ms | p90 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|");
