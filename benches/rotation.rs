@@ -998,9 +998,9 @@ fn main() {
     );
     let size = stripped.unwrap_or(built);
     println!(
-        "| stripped release binary ≤ 5 MB (5,000,000 bytes) | {:.2} MB | {} |",
+        "| stripped release binary ≤ 12 MB (12,000,000 bytes; issue 16) | {:.2} MB | {} |",
         size as f64 / 1e6,
-        pass(size <= 5_000_000)
+        pass(size <= 12_000_000)
     );
     println!("\nLoad average at the end: {}", loadavg());
 }
