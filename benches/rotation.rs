@@ -58,6 +58,9 @@ mod bao;
 #[allow(dead_code)]
 #[path = "../tests/common/moto.rs"]
 mod moto;
+#[allow(dead_code)]
+#[path = "../tests/common/servers.rs"]
+mod servers;
 
 const GH_TOKEN: &str = "ghs_bench_installation_token_0123456789";
 const TOKEN_NAME: &str = "bench";

@@ -61,8 +61,8 @@ impl Kind {
             Kind::Gitlab => 1,
             // PutSecretValue, then the read-back GetSecretValue.
             Kind::AwsSm => 2,
-            // PutParameter, then the read-back: DescribeParameters, then GetParameter.
-            Kind::AwsSsm => 3,
+            // PutParameter, then the read-back: DescribeParameters and GetParameter together.
+            Kind::AwsSsm => 2,
             // POST data (check-and-set), then the read-back: metadata and data together.
             Kind::Vault => 2,
         }
@@ -77,10 +77,10 @@ impl Kind {
             Kind::Gitlab => n.div_ceil(8),
             // GetSecretValue, every target at once.
             Kind::AwsSm => 1,
-            // DescribeParameters, then GetParameter; every target at once.
-            Kind::AwsSsm => 2,
-            // capabilities-self, then metadata and data together; 8 targets at once.
-            Kind::Vault => 2 * n.div_ceil(8),
+            // DescribeParameters and GetParameter together; every target at once.
+            Kind::AwsSsm => 1,
+            // capabilities-self, metadata and data together; 8 targets at once.
+            Kind::Vault => n.div_ceil(8),
         }
     }
 
@@ -88,7 +88,7 @@ impl Kind {
     fn requests(self) -> usize {
         match self {
             Kind::Github => 2, // public key (one owner each), PUT
-            Kind::Gitlab => 2, // GET, PUT
+            Kind::Gitlab => 2, // GET, PUT (and once a run: the token's scopes, see counts_min)
             Kind::AwsSm => 3,  // GetSecretValue; PutSecretValue, GetSecretValue
             Kind::AwsSsm => 5, // Describe, Get; Put, Describe, Get
             Kind::Vault => 6,  // capabilities, metadata, data; POST data, metadata, data
@@ -480,7 +480,7 @@ fn counts_min() -> [usize; 5] {
     [
         SEQERA_MIN,
         of(Kind::Github),
-        of(Kind::Gitlab),
+        of(Kind::Gitlab) + 1, // GET personal_access_tokens/self, beside the reads
         of(Kind::AwsSm) + of(Kind::AwsSsm),
         of(Kind::Vault),
     ]
@@ -542,7 +542,7 @@ pub fn report(mixed: &MixedCase, mixed0: &MixedCase, github: &Case, github0: &Ca
         lat.as_millis()
     );
     println!(
-        "- mixed bound = {} round trips: preflight {} (max over the stores, all at once: SSM DescribeParameters → GetParameter and Vault capabilities-self → metadata + data are 2; GitHub keys 8 at once, GitLab GET, Secrets Manager GetSecretValue and the Seqera reads 1) + create 1 + verify 1 + store {} (the writes' chains, GitHub 1, GitLab 1, Secrets Manager 2, SSM 3, Vault 2, run {CONCURRENCY} at once in input order; no order does better than {}) + revoke 1",
+        "- mixed bound = {} round trips: preflight {} (max over the stores, all at once: GitHub keys 8 at once, GitLab GET beside the token's scopes, Secrets Manager GetSecretValue, SSM DescribeParameters + GetParameter, Vault capabilities-self + metadata + data, and the Seqera reads: 1 each) + create 1 + verify 1 + store {} (the writes' chains, GitHub 1, GitLab 1, Secrets Manager 2, SSM 2, Vault 2, run {CONCURRENCY} at once in input order; no order does better than {}) + revoke 1",
         b.total, b.preflight, b.store, b.store_floor
     );
     println!("- every run checked: exit 0, every one of the 20 targets holds the new live token (read back from the sandbox, moto and OpenBao), the previous token revoked, every request answered 2xx\n");

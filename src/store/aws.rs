@@ -540,9 +540,14 @@ impl AwsStore {
             }
             Place::AwsSsm { region, name } => {
                 let client = self.ssm(&region.to_string()).await?;
-                let described = self
-                    .describe_parameter(&client, name)
-                    .await
+                // Type and key, and the value, at once: one round trip, in preflight and in
+                // every read-back. The value of a parameter that turns out not to be a
+                // SecureString is read but never used.
+                let (described, value) = futures_util::join!(
+                    self.describe_parameter(&client, name),
+                    self.read_parameter(&client, name)
+                );
+                let described = described
                     .map_err(|f| self.refusal(t, &f, "DescribeParameters", SSM_ACTIONS))?;
                 let Some((kind, key_id)) = described else {
                     return Ok((
@@ -559,10 +564,7 @@ impl AwsStore {
                         self.scrub(&kind)
                     ));
                 }
-                let value = self
-                    .read_parameter(&client, name)
-                    .await
-                    .map_err(|f| self.refusal(t, &f, "GetParameter", SSM_ACTIONS))?;
+                let value = value.map_err(|f| self.refusal(t, &f, "GetParameter", SSM_ACTIONS))?;
                 let held = value.as_ref().map_or(Holding::Missing, token_holding);
                 Ok((
                     held,
