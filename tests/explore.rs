@@ -86,10 +86,10 @@
 //! and 30 in `mixed`; seed `EXPLORE_SEED`, default 15). The test prints which.
 //! `EXPLORE_ALL=1` runs every pair (the whole bounded space).
 //!
-//! `mixed`, measured (2 cores shared with other builds, load 7-9; 4 threads): 22 requests
-//! in the fault-free run (Seqera 5, GitHub 5, GitLab 3, AWS 3, Vault 6), 167 singles in
-//! about 45 s (about 0.27 s a case; `late_cut` cases 5 s each), 23,600 pairs in the space
-//! (the whole of it about 1.8 hours: `EXPLORE_WORLDS=mixed EXPLORE_ALL=1`, or split with
+//! `mixed`, measured (2 cores shared with other builds, load 4-9; 4 threads): 23 requests
+//! in the fault-free run (Seqera 5, GitHub 5, GitLab 4, AWS 3, Vault 6), 172 singles in
+//! about 45 s (0.23-0.27 s a case; `late_cut` cases 5 s each), 25,200 pairs in the space
+//! (the whole of it about 1.9 hours: `EXPLORE_WORLDS=mixed EXPLORE_ALL=1`, or split with
 //! `EXPLORE_SLICE`); by default its singles and 30 pairs: 47 s of a default run of all six
 //! worlds of 190 s at load 4 (five worlds 143 s), 59 s of 226 s at load 8.
 //! Each case prints as one line that replays it:

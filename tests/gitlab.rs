@@ -190,12 +190,53 @@ fn a_403_in_preflight_changes_nothing_and_names_the_scope_and_role() {
     w.assert_no_leak_of(&r, &[GL_TOKEN]);
 }
 
+// A `read_api` token reads every variable but can write none: preflight asks GitLab for
+// the token's scopes, so the run stops before a Seqera token is created (it once created
+// one, was refused at the write and rolled it back).
 #[test]
-fn a_token_that_may_only_read_is_refused_and_the_new_token_rolled_back() {
+fn a_token_that_may_only_read_fails_preflight_naming_the_scope_and_nothing_is_created() {
     let w = World::new();
     w.sb.add_gitlab_token(GL_TOKEN, false);
     w.sb.add_gitlab_project(PROJECT);
     w.sb.put_gitlab_variable(PROJECT, GitlabVariable::new(SECRET, "untouched"));
+    let url = w.sb.gitlab_url();
+    let r = w.run(&gitlab_env(&w, &url, "gitlab:grp/sub/app"), &[]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(
+        r.all()
+            .contains("the GitLab token has the scopes [read_api]")
+            && r.all().contains("`api` scope"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        w.sb.gitlab_variable(PROJECT, SECRET).unwrap().value,
+        "untouched"
+    );
+    assert_eq!(w.sb.tokens().len(), 1, "no Seqera token was created");
+    let writes = gitlab_requests(&w)
+        .into_iter()
+        .filter(|(m, _)| m != "GET")
+        .count();
+    assert_eq!(writes, 0, "nothing was sent to GitLab but reads");
+    w.assert_no_leak_of(&r, &[GL_TOKEN]);
+}
+
+// A token GitLab's `personal_access_tokens/self` does not describe (an OAuth token, an
+// older GitLab: 404) passes on to the reads; the write is then the check, and a refused
+// write rolls the new token back.
+#[test]
+fn a_token_the_self_endpoint_does_not_describe_is_judged_by_the_write() {
+    let w = World::new();
+    w.sb.add_gitlab_token(GL_TOKEN, false);
+    w.sb.add_gitlab_project(PROJECT);
+    w.sb.put_gitlab_variable(PROJECT, GitlabVariable::new(SECRET, "untouched"));
+    w.sb.add_fault(FaultRule {
+        api: Api::Gitlab,
+        method: "GET".into(),
+        path: PathMatch::Contains("/personal_access_tokens/self".into()),
+        when: Occurrence::Always,
+        action: FaultAction::status(404),
+    });
     let url = w.sb.gitlab_url();
     let r = w.run(&gitlab_env(&w, &url, "gitlab:grp/sub/app"), &[]);
     assert_eq!(r.code, 1, "{r:#?}");

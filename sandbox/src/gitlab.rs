@@ -216,6 +216,26 @@ impl State {
             return not_found_route();
         };
         let segments: Vec<&str> = rest.split('/').collect();
+        if segments == ["personal_access_tokens", "self"] && req.method == Method::GET {
+            // The token's own details (GitLab 15.5+): its scopes say whether it may write.
+            return match self.token(req) {
+                Some(can_write) => json(
+                    200,
+                    &json!({
+                        "id": 1,
+                        "name": "sandbox",
+                        "revoked": false,
+                        "created_at": "2026-01-01T00:00:00.000Z",
+                        "scopes": [if can_write { "api" } else { "read_api" }],
+                        "user_id": 1,
+                        "last_used_at": null,
+                        "active": true,
+                        "expires_at": null
+                    }),
+                ),
+                None => json(401, &json!({ "message": "401 Unauthorized" })),
+            };
+        }
         let (kind, raw_id, key) = match segments.as_slice() {
             ["projects", id, "variables"] => (Kind::Project, *id, None),
             ["groups", id, "variables"] => (Kind::Group, *id, None),

@@ -540,9 +540,14 @@ impl AwsStore {
             }
             Place::AwsSsm { region, name } => {
                 let client = self.ssm(&region.to_string()).await?;
-                let described = self
-                    .describe_parameter(&client, name)
-                    .await
+                // Type and key, and the value, at once: one round trip, in preflight and in
+                // every read-back. The value of a parameter that turns out not to be a
+                // SecureString is read but never used.
+                let (described, value) = futures_util::join!(
+                    self.describe_parameter(&client, name),
+                    self.read_parameter(&client, name)
+                );
+                let described = described
                     .map_err(|f| self.refusal(t, &f, "DescribeParameters", SSM_ACTIONS))?;
                 let Some((kind, key_id)) = described else {
                     return Ok((
@@ -559,10 +564,7 @@ impl AwsStore {
                         self.scrub(&kind)
                     ));
                 }
-                let value = self
-                    .read_parameter(&client, name)
-                    .await
-                    .map_err(|f| self.refusal(t, &f, "GetParameter", SSM_ACTIONS))?;
+                let value = value.map_err(|f| self.refusal(t, &f, "GetParameter", SSM_ACTIONS))?;
                 let held = value.as_ref().map_or(Holding::Missing, token_holding);
                 Ok((
                     held,
@@ -708,7 +710,7 @@ impl AwsStore {
             Ok((Holding::Token(id), _)) if id == new.id => WriteOutcome::Written { created },
             Ok((held, _)) if answered => WriteOutcome::Unknown(format!(
                 "the write succeeded but reading it back shows {} (something else writes there)",
-                describe_holding(&held)
+                held.describe()
             )),
             Ok(_) => attempts.end(&why, true),
             Err(e) if answered => WriteOutcome::Unknown(format!(
@@ -724,15 +726,6 @@ fn token_holding(value: &SecretString) -> Holding {
         Some(id) => Holding::Token(id),
         None if value.expose_secret().is_empty() => Holding::Missing,
         None => Holding::Other,
-    }
-}
-
-fn describe_holding(h: &Holding) -> String {
-    match h {
-        Holding::Missing => "nothing".into(),
-        Holding::Token(id) => format!("token {id}"),
-        Holding::Other => "a value that is not a Seqera token".into(),
-        Holding::Sealed { .. } => "a sealed value".into(),
     }
 }
 

@@ -149,6 +149,54 @@ impl GitlabStore {
         }
     }
 
+    /// Preflight's check of the token itself (`GET /personal_access_tokens/self`, GitLab
+    /// 15.5+): a personal, project or group access token without the `api` scope (e.g.
+    /// `read_api`) can read every variable but write none, which the reads alone would not
+    /// show. Tokens that endpoint does not describe (OAuth, older GitLab: 403/404) pass on
+    /// to the reads, which check the role.
+    async fn check_token(&self) -> Result<(), String> {
+        let url = self.client.url(&["personal_access_tokens", "self"]);
+        match self
+            .client
+            .send(Method::GET, url, None, Retry::Idempotent)
+            .await
+        {
+            Ok(r) => {
+                let v = r
+                    .json::<Value>()
+                    .map_err(|e| format!("GitLab token: {e}"))?;
+                if v.get("active").and_then(Value::as_bool) == Some(false) {
+                    return Err("the GitLab token is not active (expired or revoked)".to_string());
+                }
+                let scopes: Vec<&str> = v
+                    .get("scopes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if scopes.contains(&"api") {
+                    Ok(())
+                } else {
+                    // Scope names are GitLab's fixed words; anything else is not repeated.
+                    let known: Vec<&str> = scopes
+                        .into_iter()
+                        .filter(|s| {
+                            s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                        .collect();
+                    Err(format!(
+                        "the GitLab token has the scopes [{}], which cannot write CI/CD variables: {ACCESS_HINT}",
+                        known.join(", ")
+                    ))
+                }
+            }
+            Err(e) if matches!(e.status(), Some(403 | 404)) => Ok(()),
+            Err(e) if e.status() == Some(401) => Err(format!(
+                "{e}: the GitLab token is not accepted (expired or revoked?)"
+            )),
+            Err(e) => Err(format!("the GitLab token cannot be checked: {e}")),
+        }
+    }
+
     async fn prepare_one(&self, t: &Target) -> Result<Holding, String> {
         let (scope, key) = place(t)?;
         let read = self.read(scope, key).await.map_err(|e| {
@@ -269,13 +317,15 @@ impl Store for GitlabStore {
                 .iter()
                 .map(|t| self.prepare_one(t).boxed())
                 .collect();
-            stream::iter(reads)
-                .buffered(READ_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .map(|r| r.map(Some))
-                .collect()
+            // The token check goes beside the reads: no extra round trip.
+            let (token, read) = futures_util::join!(
+                self.check_token(),
+                stream::iter(reads)
+                    .buffered(READ_CONCURRENCY)
+                    .collect::<Vec<_>>()
+            );
+            token?;
+            read.into_iter().map(|r| r.map(Some)).collect()
         }
         .boxed()
     }

@@ -45,6 +45,18 @@ pub enum Holding {
     Other,
 }
 
+impl Holding {
+    /// What it is, for a message (never the value).
+    pub fn describe(&self) -> String {
+        match self {
+            Holding::Missing => "nothing".into(),
+            Holding::Token(id) => format!("token {id}"),
+            Holding::Other => "a value that is not a Seqera token".into(),
+            Holding::Sealed { .. } => "a sealed value".into(),
+        }
+    }
+}
+
 /// How one write ended, from answers alone (SPEC §5 step 6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {

@@ -246,8 +246,8 @@ impl VaultStore {
         let c = self.client().await?;
         let data = format!("{mount}/data/{path}");
         let meta = format!("{mount}/metadata/{path}");
-        let caps = c
-            .send(
+        let caps = async {
+            c.send(
                 Method::POST,
                 c.url(&["v1", "sys", "capabilities-self"]),
                 Some(&json!({ "paths": [data, meta] })),
@@ -255,7 +255,10 @@ impl VaultStore {
             )
             .await
             .and_then(|r| r.json::<Value>())
-            .map_err(|e| {
+        };
+        // The capabilities beside the reads: one round trip less in preflight.
+        let (caps, current) = futures_util::join!(caps, self.read(c, mount, path));
+        let caps = caps.map_err(|e| {
                 format!(
                     "{}: the Vault token's capabilities cannot be read ({e}); it needs the default policy (sys/capabilities-self) and: {}",
                     t.label,
@@ -272,7 +275,7 @@ impl VaultStore {
                     !l.contains(&"deny") && (l.contains(&"root") || l.contains(&cap))
                 })
         };
-        let current = self.read(c, mount, path).await.map_err(|e| {
+        let current = current.map_err(|e| {
             format!(
                 "{}: the secret cannot be read ({e}); the Vault policy needs: {}",
                 t.label,
@@ -350,7 +353,7 @@ impl VaultStore {
                             Holding::Token(id) if id == new.id => WriteOutcome::Written { created },
                             other => WriteOutcome::Unknown(format!(
                                 "the write was accepted, but reading it back shows {} instead of the new token: something else writes there",
-                                describe(&other)
+                                other.describe()
                             )),
                         },
                         Err(e) => WriteOutcome::Unknown(format!(
@@ -391,15 +394,6 @@ impl VaultStore {
                 }
             }
         }
-    }
-}
-
-fn describe(h: &Holding) -> String {
-    match h {
-        Holding::Missing => "no value".into(),
-        Holding::Token(id) => format!("token {id}"),
-        Holding::Other => "a value that is not a Seqera token".into(),
-        Holding::Sealed { .. } => "a sealed value".into(),
     }
 }
 

