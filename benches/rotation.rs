@@ -59,6 +59,9 @@ mod bao;
 #[path = "../tests/common/moto.rs"]
 mod moto;
 #[allow(dead_code)]
+#[path = "../tests/common/proxy.rs"]
+mod proxy;
+#[allow(dead_code)]
 #[path = "../tests/common/servers.rs"]
 mod servers;
 

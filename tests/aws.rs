@@ -12,18 +12,6 @@ use serde_json::json;
 const EU: &str = "eu-west-1";
 const US: &str = "us-east-1";
 
-/// The token id carried by a Seqera token value (`base64({"tid":N}.…)`).
-fn tid_of(value: &str) -> u64 {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .expect("a Seqera token is base64");
-    let head = raw.split(|b| *b == b'.').next().unwrap();
-    serde_json::from_slice::<serde_json::Value>(head).unwrap()["tid"]
-        .as_u64()
-        .expect("a tid")
-}
-
 /// The value is a live Seqera token: its id, decoded from the value.
 fn live_tid(w: &World, value: &str) -> u64 {
     let id = tid_of(value);

@@ -30,18 +30,6 @@ const LABELS: [&str; 6] = [
     "gitlab-group:grp=SEQERA_TOKEN",
 ];
 
-/// The token id a Seqera token value carries (`base64({"tid":N}.…)`).
-fn tid_of(value: &str) -> u64 {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .expect("a Seqera token is base64");
-    let head = raw.split(|b| *b == b'.').next().unwrap();
-    serde_json::from_slice::<Value>(head).unwrap()["tid"]
-        .as_u64()
-        .expect("a tid")
-}
-
 struct Stores {
     w: World,
     moto: Moto,

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+#[allow(unused_imports)]
+pub use super::proxy::{forward_reply as forward, Reply, Seen};
+use super::proxy::{read_request, write_reply, Act, FaultProxy};
+
 pub const ROOT: &str = "bao-root-token-for-tests-0123456789";
 
 /// The `bao` binary, or None (after saying so) when the tests may skip.
@@ -263,28 +267,6 @@ fn raw_http(
     Ok((status, all[split + 4..].to_vec()))
 }
 
-/// A request as a loopback server received it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: String,
-    /// Path and query.
-    pub target: String,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What a handler answers: status, content type, body.
-pub type Reply = (u16, &'static str, Vec<u8>);
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 /// A loopback HTTP server, one request per connection; stops accepting on drop.
@@ -332,73 +314,25 @@ impl Loopback {
     }
 }
 
-fn serve(mut conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
+fn serve(conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
     conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let first: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let req = Seen {
-        method: first.first().copied().unwrap_or_default().to_string(),
-        target: first.get(1).copied().unwrap_or_default().to_string(),
-        headers,
-        body,
+    let Ok(mut w) = conn.try_clone() else { return };
+    let Some(req) = read_request(&mut std::io::BufReader::new(conn)) else {
+        return;
     };
     seen.lock().unwrap().push(req.clone());
-    let (status, ctype, body) = handler(&req);
-    let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&body);
-}
-
-/// Forwards a request to `to` as it came (method, path, the Vault headers, body).
-pub fn forward(to: SocketAddr, req: &Seen) -> Reply {
-    let hs: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.starts_with("x-vault-") || k == "content-type")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    match raw_http(to, &req.method, &req.target, &hs, Some(&req.body)) {
-        Ok((status, body)) => (status, "application/json", body),
-        Err(_) => (502, "text/plain", b"proxy: upstream failed".to_vec()),
-    }
+    let _ = write_reply(&mut w, &handler(&req));
 }
 
 /// A proxy in front of OpenBao: `hook` sees each request first and may answer it itself
 /// (`Some`), act and then let it through, or let it through (`None`).
-pub fn proxy(bao: &Bao, hook: impl Fn(&Seen) -> Option<Reply> + Send + Sync + 'static) -> Loopback {
-    let to = bao.addr;
-    Loopback::start(move |req| hook(req).unwrap_or_else(|| forward(to, req)))
+pub fn proxy(
+    bao: &Bao,
+    hook: impl Fn(&Seen) -> Option<Reply> + Send + Sync + 'static,
+) -> FaultProxy {
+    FaultProxy::to(bao.addr, move |req| {
+        hook(req).map_or(Act::Forward, Act::Answer)
+    })
 }
 
 /// An ES256 key pair that signs the workflow's OIDC tokens.

@@ -5,6 +5,7 @@
 
 pub mod bao;
 pub mod moto;
+pub mod proxy;
 pub mod servers;
 
 use std::collections::HashMap;
@@ -426,4 +427,16 @@ pub fn assert_no_fragment(run: &Run, secrets: &[String], context: &str) {
             }
         }
     }
+}
+
+/// The token id carried by a Seqera token value (`base64({"tid":N}.…)`).
+pub fn tid_of(value: &str) -> u64 {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .expect("a Seqera token is base64");
+    let head = raw.split(|b| *b == b'.').next().unwrap();
+    serde_json::from_slice::<serde_json::Value>(head).unwrap()["tid"]
+        .as_u64()
+        .expect("a tid")
 }

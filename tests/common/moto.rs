@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::proxy::{Act, FaultProxy};
+
 /// The credentials the binary gets; never valid anywhere, and checked not to leak.
 pub const AWS_KEY_ID: &str = "AKIATESTINGMOTO00001";
 pub const AWS_SECRET_KEY: &str = "mOtOsEcReTkEy/0123456789abcdefghijklmnopq";
@@ -275,13 +277,13 @@ pub enum Fault {
     Throttle,
 }
 
-/// A loopback proxy in front of moto that forwards every request, except that the requests
-/// whose `X-Amz-Target` ends with one of `fail` get `fault`. Stops when dropped.
+/// A loopback proxy in front of moto (the tests' one fault proxy, `proxy::FaultProxy`) that
+/// forwards every request, except that the requests whose `X-Amz-Target` ends with one of
+/// `fail` get `fault`. Stops when dropped.
 pub struct FaultyGateway {
     pub port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub faulted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _proxy: FaultProxy,
 }
 
 impl FaultyGateway {
@@ -290,127 +292,36 @@ impl FaultyGateway {
     }
 
     pub fn with(upstream: u16, fail: &'static [&'static str], fault: Fault) -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let faulted = Arc::new(AtomicUsize::new(0));
-        let (stop2, faulted2) = (stop.clone(), faulted.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = conn.set_nonblocking(false);
-                        let faulted = faulted2.clone();
-                        std::thread::spawn(move || serve(conn, upstream, fail, fault, &faulted));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let faulted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&faulted);
+        let proxy = FaultProxy::to(([127, 0, 0, 1], upstream).into(), move |req| {
+            let target = req.header("x-amz-target").unwrap_or_default();
+            if !fail.iter().any(|f| target.ends_with(f)) {
+                return Act::Forward;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            match fault {
+                Fault::Throttle => Act::Answer((
+                    400,
+                    "application/x-amz-json-1.1",
+                    br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_vec(),
+                )),
+                Fault::PerformedThen502 => Act::ForwardThen((
+                    502,
+                    "text/html",
+                    b"<html><body>502 Bad Gateway</body></html>".to_vec(),
+                )),
             }
         });
         Self {
-            port,
-            stop,
+            port: proxy.addr.port(),
             faulted,
-            thread: Some(thread),
+            _proxy: proxy,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for FaultyGateway {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Serves every request of one client connection (keep-alive), one at a time.
-fn serve(
-    mut conn: TcpStream,
-    upstream: u16,
-    fail: &[&str],
-    fault: Fault,
-    faulted: &std::sync::atomic::AtomicUsize,
-) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    loop {
-        // Read the head, then the body by Content-Length.
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            if conn.read(&mut byte)? == 0 {
-                return Ok(());
-            }
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_string();
-        let header = |name: &str| {
-            head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let len: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        conn.read_exact(&mut body)?;
-        let target = header("x-amz-target").unwrap_or_default();
-        let faulty = fail.iter().any(|f| target.ends_with(f));
-        if faulty && fault == Fault::Throttle {
-            faulted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-            write!(
-                conn,
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )?;
-            continue;
-        }
-        // Forward as is (moto checks no signature), one connection per request.
-        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-        let head_close = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
-        up.write_all(head_close.as_bytes())?;
-        up.write_all(&body)?;
-        let mut answer = Vec::new();
-        up.read_to_end(&mut answer)?;
-        if faulty {
-            faulted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let page = "<html><body>502 Bad Gateway</body></html>";
-            write!(
-                conn,
-                "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
-                page.len()
-            )?;
-        } else {
-            // moto's answer, but keep-alive towards the client: drop its Connection header.
-            let text = String::from_utf8_lossy(&answer).to_string();
-            let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            let mut out = String::new();
-            for l in h.lines() {
-                let lower = l.to_ascii_lowercase();
-                if lower.starts_with("connection:")
-                    || lower.starts_with("content-length:")
-                    || lower.starts_with("transfer-encoding:")
-                {
-                    continue;
-                }
-                out.push_str(l);
-                out.push_str("\r\n");
-            }
-            out.push_str(&format!("Content-Length: {}\r\n\r\n", b.len()));
-            conn.write_all(out.as_bytes())?;
-            conn.write_all(b.as_bytes())?;
-        }
     }
 }
