@@ -153,14 +153,16 @@ fn value_name(name: &str) -> &'static str {
     }
 }
 
-const ABOUT: &str = "Rotate a Seqera Platform access token into GitHub secrets, safely";
+const ABOUT: &str =
+    "Rotate a Seqera Platform access token into GitHub secrets, AWS, Vault and GitLab, safely";
 const LONG_ABOUT: &str = "\
-Rotate a Seqera Platform access token into GitHub secrets, safely.
+Rotate a Seqera Platform access token into every place it is kept, safely.
 
-Creates a new Seqera token named <token-name>-YYYYMMDD-HHMMSS, checks that it works,
-stores it (libsodium sealed box) in every target secret, and only then revokes the older
-managed tokens. Whatever fails, every target keeps a valid token; the next run repairs
-what an interrupted one left behind.
+Creates a new Seqera token named <token-name>-YYYYMMDD-HHMMSS, checks that it works, stores
+it in every target (GitHub secrets, sealed with a libsodium sealed box; AWS Secrets Manager;
+SSM Parameter Store; Vault/OpenBao KV v2; GitLab CI/CD variables), and only then revokes
+the older managed tokens, on evidence that no target holds them. Whatever fails, every
+target keeps a valid token; the next run repairs what an interrupted one left behind.
 
 Every setting can be a flag, an Action input (INPUT_<NAME>, hyphens kept) or, where listed,
 a conventional variable; precedence: flag > INPUT_* > variable > default. Empty = unset.
