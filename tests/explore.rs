@@ -99,7 +99,8 @@
 //! case line contains the text (e.g. `key_422`), before the slice or the sample.
 //! Other knobs: `EXPLORE_WORLDS=1t,grace`, `EXPLORE_THREADS` (default 4), `EXPLORE_SINGLES=1`
 //! (singles only), `EXPLORE_LIST=1` (list the single-fault cases, run none),
-//! `EXPLORE_FINDINGS=<file>` (write every failing case line there).
+//! `EXPLORE_FINDINGS=<file>` (write every failing case line there), `EXPLORE_SUMMARY=<file>`
+//! (write what ran, the lines above, there: `.ci/run` prints it after the tests).
 //!
 //! Run: `cargo test --test explore -- --nocapture exhaustive` (part of `cargo test
 //! --workspace`, so of CI: about 2.5 minutes on an idle 2-core machine for the five
@@ -1468,7 +1469,14 @@ fn exhaustive() {
             b.parse::<usize>().expect("END"),
         )
     });
-    eprintln!(
+    // What ran, printed and (with EXPLORE_SUMMARY=<file>) written out: cargo shows a passing
+    // test's output only with --nocapture, and CI should say what it explored.
+    let mut summary: Vec<String> = Vec::new();
+    let mut say = |line: String| {
+        eprintln!("{line}");
+        summary.push(line);
+    };
+    say(format!(
         "explore: worlds {:?}; singles: all; pairs: {}; {threads} thread(s)",
         worlds.iter().map(|w| w.name()).collect::<Vec<_>>(),
         if singles_only {
@@ -1487,7 +1495,7 @@ fn exhaustive() {
                 )
             )
         }
-    );
+    ));
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     for world in worlds {
         let t0 = Instant::now();
@@ -1555,7 +1563,7 @@ fn exhaustive() {
             }
         }
         tally.took = t0.elapsed();
-        eprintln!(
+        say(format!(
             "explore: world {}: {} request(s) in the fault-free run, {} single(s), {} pair(s) in the space, {} run; {} case(s) in {:.1?} ({:.0?} a case); {} failed",
             world.name(),
             base.len(),
@@ -1566,7 +1574,11 @@ fn exhaustive() {
             tally.took,
             tally.took / tally.cases.max(1) as u32,
             tally.failed.len()
-        );
+        ));
+    }
+    if let Some(path) = env_var("EXPLORE_SUMMARY") {
+        summary.push(String::new());
+        std::fs::write(&path, summary.join("\n")).expect("summary file is written");
     }
     let failed: Vec<&(String, Vec<String>)> = tallies.values().flat_map(|t| &t.failed).collect();
     let mut by_check: BTreeMap<String, usize> = BTreeMap::new();
