@@ -549,7 +549,14 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
         )
         .collect();
     // With a record, its token and every newer one may be held by a target: kept.
-    if let Some((place, api_url, token)) = crate::settings::record_access(raw) {
+    let access = crate::settings::record_access(raw);
+    if let crate::settings::RecordAccess::NoToken(place) = &access {
+        out.warning(&format!(
+            "The record (Actions variable `{}` of {}/{}) is not read: no GitHub token is given (`github-token`, GH_TOKEN or GITHUB_TOKEN, with \"Variables: Read and write\"), so only --keep and --older-than decide, and a target may hold a token this revokes (`state-variable: none` says no record is kept)",
+            place.name, place.owner, place.repo
+        ));
+    }
+    if let crate::settings::RecordAccess::Read(place, api_url, token) = access {
         out.mask(&token);
         let Ok(http) = http(&s, out, env) else {
             return EXIT_FAILED;
@@ -569,7 +576,9 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
                     }
                 ));
             }
-            crate::record::Loaded::Unavailable(w) => out.warning(&w),
+            crate::record::Loaded::Unavailable(w) | crate::record::Loaded::Foreign(w) => {
+                out.warning(&w)
+            }
             crate::record::Loaded::Absent | crate::record::Loaded::Off => {}
         }
     }

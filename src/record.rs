@@ -74,8 +74,11 @@ pub enum Loaded {
     /// No record is kept (`state-variable: none`, or no `repository`).
     #[default]
     Off,
-    /// The variable cannot be read (or holds no record): runs go on without one.
+    /// The variable cannot be read: runs go on without a record.
     Unavailable(String),
+    /// The variable holds something else than a record: runs go on without one, and the
+    /// next complete rotation replaces it with a record.
+    Foreign(String),
     /// No record yet: the variable does not exist.
     Absent,
     /// The record.
@@ -93,7 +96,7 @@ impl Loaded {
 
     /// Whether a run may write it (it is kept, and could be read).
     pub fn writable(&self) -> bool {
-        matches!(self, Loaded::Absent | Loaded::Found(_))
+        matches!(self, Loaded::Absent | Loaded::Found(_) | Loaded::Foreign(_))
     }
 }
 
@@ -107,7 +110,7 @@ pub async fn load(gh: &GithubClient, place: Option<&Place>) -> Loaded {
         Ok(None) => Loaded::Absent,
         Ok(Some(v)) => match serde_json::from_str::<Record>(&v) {
             Ok(r) => Loaded::Found(r),
-            Err(_) => Loaded::Unavailable(format!(
+            Err(_) => Loaded::Foreign(format!(
                 "the Actions variable `{}` of {}/{} does not hold a record of this tool; it is replaced after the next complete rotation",
                 p.name, p.owner, p.repo
             )),
@@ -124,7 +127,7 @@ pub async fn save(
     r: &Record,
 ) -> Result<(), String> {
     let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
-    let exists = matches!(found, Loaded::Found(_));
+    let exists = matches!(found, Loaded::Found(_) | Loaded::Foreign(_));
     gh.set_variable(&place.owner, &place.repo, &place.name, &json, exists)
         .await
         .map_err(|e| unavailable(place, "written", &e))

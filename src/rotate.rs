@@ -295,7 +295,7 @@ async fn preflight(s: &Settings, c: &Clients, out: &Report) -> Result<Plan, Rota
         record::Loaded::Off => {
             out.step("No record is kept (state-variable: none, or no repository)")
         }
-        record::Loaded::Unavailable(w) => out.warning(w),
+        record::Loaded::Unavailable(w) | record::Loaded::Foreign(w) => out.warning(w),
         record::Loaded::Absent => {
             out.step("No record yet: this run writes it once every target holds the new token")
         }

@@ -774,13 +774,38 @@ impl SeqeraSettings {
     }
 }
 
-/// Where `revoke` reads the record, and with which GitHub access: None when no record is
-/// kept or no GitHub token is given (`revoke` requires only the Seqera settings).
-pub fn record_access(raw: &Raw) -> Option<(crate::record::Place, Url, SecretString)> {
+/// Where `revoke` reads the record (SPEC §6), and with which GitHub access.
+#[derive(Debug)]
+pub enum RecordAccess {
+    /// No record is kept: `state-variable: none`, or no repository.
+    Off,
+    /// A record is kept there, but no GitHub token is given to read it (`revoke` requires
+    /// only the Seqera settings).
+    NoToken(crate::record::Place),
+    /// Read it at this API with this token.
+    Read(crate::record::Place, Url, SecretString),
+}
+
+/// Where `revoke` reads the record: from `repository`, `state-variable` and the GitHub
+/// settings alone, so that a target's missing credential (which `revoke` does not need)
+/// never hides the record. The settings were checked before (invalid ones exit 2).
+pub fn record_access(raw: &Raw) -> RecordAccess {
     let mut c = Checker::new(raw, Need::Seqera);
     let seqera = c.seqera();
-    let s = Settings::check(&mut c, seqera)?;
-    Some((s.record()?, s.github_api_url, s.github_token?))
+    let repository = c.repository();
+    let name = c.state_variable(&repository, seqera.as_ref());
+    let (Repository::Given(owner, repo), Some(Some(name))) = (repository, name) else {
+        return RecordAccess::Off;
+    };
+    let place = crate::record::Place {
+        owner,
+        repo,
+        name: name.as_str().to_string(),
+    };
+    match (c.url("github-api-url"), c.optional_secret("github-token")) {
+        (Some(url), Some(token)) => RecordAccess::Read(place, url, token),
+        _ => RecordAccess::NoToken(place),
+    }
 }
 
 /// `keep-previous` and `grace-period` alone, for `list` (which marks retiring tokens).

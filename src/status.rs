@@ -415,7 +415,7 @@ pub async fn run(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> u8 
         record::Loaded::Off => {
             out.step("No record is kept (state-variable: none, or no repository)")
         }
-        record::Loaded::Unavailable(w) => out.step(w),
+        record::Loaded::Unavailable(w) | record::Loaded::Foreign(w) => out.step(w),
         record::Loaded::Absent => out.step("No record yet: no rotation has written every target"),
         record::Loaded::Found(_) => {}
     }

@@ -408,3 +408,83 @@ fn revoke_keeps_the_recorded_token_and_every_newer_one() {
     assert_eq!(assert_target_live(&w).id, b.id);
     w.assert_no_leak(&run, false);
 }
+
+// `revoke` reads the record from `repository`, `state-variable` and the GitHub settings
+// alone: a target's credential that `revoke` does not need (here GitLab's) used to make it
+// skip the record without a word, and revoke the token the targets hold.
+#[test]
+fn revoke_reads_the_record_whatever_the_targets_need() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    let held = assert_target_live(&w);
+    // A newer token from a run that did not finish: `--keep 1` keeps it, not `held`.
+    let newer = w.sb.create_token(w.user, "ci-20250101-000000");
+    let targets = format!("repo:{OWNER}/{REPO}\ngitlab:grp/app");
+    let run = w.run(&[("INPUT_TARGETS", &targets)], &["revoke", "--keep", "1"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.all()
+            .contains("it and every newer managed token are kept"),
+        "{run:#?}"
+    );
+    assert!(w.sb.is_live(&held.value) && w.sb.is_live(&newer.value));
+    assert_eq!(assert_target_live(&w).id, held.id);
+    w.assert_no_leak(&run, false);
+}
+
+// Without a GitHub token `revoke` cannot read the record: it says so, once, naming the
+// variable and the permission, and does what --keep says (SPEC §6 needs only Seqera).
+#[test]
+fn revoke_without_a_github_token_says_the_record_is_not_read() {
+    let w = World::new();
+    assert_eq!(w.run(&[], &[]).code, 0);
+    w.sb.clear_requests();
+    let run = w.run(&[("INPUT_GITHUB-TOKEN", "")], &["revoke", "--keep", "1"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::warning") && l.contains("is not read"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run:#?}");
+    assert!(
+        warnings[0].contains(RECORD) && warnings[0].contains("Variables: Read and write"),
+        "{run:#?}"
+    );
+    assert!(
+        !w.sb
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/actions/variables")),
+        "no GitHub request without a GitHub token"
+    );
+    w.assert_no_leak(&run, false);
+}
+
+// A variable that holds something else than a record: runs go on without one (one
+// warning), and the next complete rotation replaces it with a record, as the warning says.
+#[test]
+fn a_variable_holding_no_record_is_replaced_by_the_next_complete_rotation() {
+    let w = World::new();
+    w.sb.set_variable(OWNER, REPO, RECORD, "not a record");
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("::warning") && l.contains("does not hold a record")),
+        "{run:#?}"
+    );
+    let held = assert_target_live(&w);
+    let r = record(&w).expect("replaced by a record");
+    assert_eq!(r["tokenId"], held.id, "{r}");
+    // And from then on it is the record: the next run finds it.
+    let next = w.run(&[("INPUT_MIN-AGE", "1h")], &[]);
+    assert_eq!(next.code, 0, "{next:#?}");
+    assert!(!next.all().contains("does not hold a record"), "{next:#?}");
+    assert!(
+        next.all().contains(&format!("(id {})", held.id)),
+        "{next:#?}"
+    );
+    w.assert_no_leak(&next, false);
+}
