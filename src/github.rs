@@ -332,9 +332,17 @@ impl GithubClient {
             self.url(&["repos", owner, repo, "actions", "variables"])
         };
         let method = if exists { Method::PATCH } else { Method::POST };
-        self.variable_call(method, url, Some(&body))
-            .await
-            .map(|_| ())
+        match self.variable_call(method, url, Some(&body)).await {
+            // The variable exists after all: a retried POST whose first attempt landed, or
+            // one created since preflight looked. The same whole value, by PATCH.
+            Err(GithubError::Refused { source, .. }) if !exists && source.status() == Some(409) => {
+                let url = self.url(&["repos", owner, repo, "actions", "variables", name]);
+                self.variable_call(Method::PATCH, url, Some(&body))
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     async fn variable_call(

@@ -488,3 +488,30 @@ fn a_variable_holding_no_record_is_replaced_by_the_next_complete_rotation() {
     );
     w.assert_no_leak(&next, false);
 }
+
+// The record's first write is a POST; retried after a 502 whose attempt had landed, it is
+// answered 409 "already exists". That used to be a warning ("the record cannot be written")
+// and made the next run due; the same value now goes by PATCH.
+#[test]
+fn a_record_post_that_landed_before_its_retry_is_not_a_failure() {
+    let w = World::new();
+    w.sb.add_fault(FaultRule::github(
+        "POST",
+        PathMatch::Prefix(format!("/repos/{OWNER}/{REPO}/actions/variables")),
+        Occurrence::Nth(1),
+        FaultAction::perform_then(502),
+    ));
+    let run = w.run(&[], &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!run.stdout.contains("::warning"), "{run:#?}");
+    let held = assert_target_live(&w);
+    assert_eq!(record(&w).expect("a record")["tokenId"], held.id);
+    let writes: Vec<String> = w
+        .mutations()
+        .into_iter()
+        .filter(|m| m.contains("/actions/variables"))
+        .collect();
+    assert_eq!(writes.len(), 3, "POST (502), POST (409), PATCH: {writes:?}");
+    assert!(writes[2].starts_with("PATCH "), "{writes:?}");
+    w.assert_no_leak(&run, false);
+}
