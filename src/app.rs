@@ -549,37 +549,37 @@ async fn run_revoke(raw: &Raw, sub: &ArgMatches, env: Env<'_>, out: &Report) -> 
         )
         .collect();
     // With a record, its token and every newer one may be held by a target: kept.
-    let access = crate::settings::record_access(raw);
-    if let crate::settings::RecordAccess::NoToken(place) = &access {
-        out.warning(&format!(
+    use crate::record::Loaded;
+    use crate::settings::RecordAccess;
+    match crate::settings::record_access(raw) {
+        RecordAccess::Off => {}
+        RecordAccess::NoToken(place) => out.warning(&format!(
             "The record (Actions variable `{}` of {}/{}) is not read: no GitHub token is given (`github-token`, GH_TOKEN or GITHUB_TOKEN, with \"Variables: Read and write\"), so only --keep and --older-than decide, and a target may hold a token this revokes (`state-variable: none` says no record is kept)",
             place.name, place.owner, place.repo
-        ));
-    }
-    if let crate::settings::RecordAccess::Read(place, api_url, token) = access {
-        out.mask(&token);
-        let Ok(http) = http(&s, out, env) else {
-            return EXIT_FAILED;
-        };
-        let gh = GithubClient::new(http, api_url, token);
-        match crate::record::load(&gh, Some(&place)).await {
-            crate::record::Loaded::Found(r) => {
-                let before = victims.len();
-                victims.retain(|t| t.id < r.token_id);
-                out.step(&format!(
-                    "The record says every target holds `{}` (id {}): it and every newer managed token are kept{}",
-                    r.token_name,
-                    r.token_id,
-                    match before - victims.len() {
-                        0 => String::new(),
-                        n => format!(" ({n} of the selected tokens)"),
-                    }
-                ));
+        )),
+        RecordAccess::Read(place, api_url, token) => {
+            out.mask(&token);
+            let Ok(http) = http(&s, out, env) else {
+                return EXIT_FAILED;
+            };
+            let gh = GithubClient::new(http, api_url, token);
+            match crate::record::load(&gh, Some(&place)).await {
+                Loaded::Found(r) => {
+                    let before = victims.len();
+                    victims.retain(|t| t.id < r.token_id);
+                    out.step(&format!(
+                        "The record says every target holds `{}` (id {}): it and every newer managed token are kept{}",
+                        r.token_name,
+                        r.token_id,
+                        match before - victims.len() {
+                            0 => String::new(),
+                            n => format!(" ({n} of the selected tokens)"),
+                        }
+                    ));
+                }
+                Loaded::Unavailable(w) | Loaded::Foreign(w) => out.warning(&w),
+                Loaded::Absent | Loaded::Off => {}
             }
-            crate::record::Loaded::Unavailable(w) | crate::record::Loaded::Foreign(w) => {
-                out.warning(&w)
-            }
-            crate::record::Loaded::Absent | crate::record::Loaded::Off => {}
         }
     }
     if victims.is_empty() {

@@ -775,7 +775,6 @@ impl SeqeraSettings {
 }
 
 /// Where `revoke` reads the record (SPEC §6), and with which GitHub access.
-#[derive(Debug)]
 pub enum RecordAccess {
     /// No record is kept: `state-variable: none`, or no repository.
     Off,

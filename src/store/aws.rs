@@ -47,8 +47,8 @@ const SSM_ACTIONS: &str = "ssm:GetParameter, ssm:PutParameter and ssm:DescribePa
 /// What reading a target gives: what it holds, and what its write needs.
 type Read = Result<(Holding, Option<Prepared>), String>;
 
-/// What preflight learnt about a target, for its write. Its `Debug` names the JSON object's
-/// keys only: the values are the secret's (the token the target holds, other credentials).
+/// What preflight learnt about a target, for its write. No `Debug`: the JSON object holds the
+/// secret's values (the token the target holds, other credentials), so none can be printed.
 #[derive(Clone)]
 enum Prepared {
     /// Secrets Manager: whether the secret exists, and with `=KEY` its JSON object.
@@ -58,24 +58,6 @@ enum Prepared {
     },
     /// Parameter Store: the KMS key to write with.
     Parameter { key_id: String },
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Prepared::Secret { exists, object } => f
-                .debug_struct("Secret")
-                .field("exists", exists)
-                .field(
-                    "keys",
-                    &object.as_ref().map(|o| o.keys().collect::<Vec<_>>()),
-                )
-                .finish(),
-            Prepared::Parameter { key_id } => {
-                f.debug_struct("Parameter").field("key_id", key_id).finish()
-            }
-        }
-    }
 }
 
 /// Both AWS stores: one SDK configuration, one client per region and service.
@@ -815,26 +797,6 @@ impl Store for AwsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prepared_debug_names_keys_never_values() {
-        let object = serde_json::from_str::<Map<String, Value>>(
-            r#"{"TOWER_ACCESS_TOKEN":"eyJ0aWQiOjF9.c2VjcmV0LXZhbHVl","region":"eu-west-1"}"#,
-        )
-        .unwrap();
-        let shown = format!(
-            "{:?}",
-            Prepared::Secret {
-                exists: true,
-                object: Some(object),
-            }
-        );
-        assert!(shown.contains("TOWER_ACCESS_TOKEN"), "{shown}");
-        assert!(
-            !shown.contains("c2VjcmV0") && !shown.contains("eu-west-1"),
-            "{shown}"
-        );
-    }
 
     #[test]
     fn request_tokens_are_uuid_shaped_and_fixed_per_run_and_target() {
